@@ -1,0 +1,51 @@
+# The course's commands. `make course` runs the whole course headless; `make test` checks it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+COURSE_OUTPUT ?= build/executed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+export COURSE_OUTPUT
+
+.PHONY: help setup course test lab lock clean-workspace
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+# Re-installs only when the lock or the package metadata changed since the last install.
+$(BIN)/.installed: requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11 or run 'make PYTHON=/path/to/python3.11 setup'." >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (MLflow course)" >/dev/null
+	@touch $@
+
+setup: $(BIN)/.installed ## make .venv with the pinned environment and the utils package
+	@echo "environment ready: $(VENV) ($$($(BIN)/python -c 'import mlflow; print("mlflow", mlflow.__version__)'))"
+
+course: setup ## execute every notebook in order on the default store into $(COURSE_OUTPUT)
+	@mkdir -p $(COURSE_OUTPUT)
+	@set -e; for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb"; \
+	  $(BIN)/papermill --cwd notebooks --kernel python3 --log-level WARNING "$$nb" "$(COURSE_OUTPUT)/$$(basename $$nb)"; \
+	done
+	@echo "executed notebooks are in $(COURSE_OUTPUT)/"
+
+test: setup ## run the unit tests and the notebook checks
+	$(BIN)/python -m pytest
+
+lab: setup ## open the course in JupyterLab
+	$(BIN)/jupyter lab notebooks/01_local_setup.ipynb
+
+lock: ## recompile requirements.txt from requirements.in and regenerate the conda files
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
+	@# A CPU wheel of torch carries a +cpu label; the lock names the plain version.
+	sed -i -E 's/^(torch==[0-9.]+)\+cpu/\1/' requirements.txt
+	$(BIN)/python -m utils.lockfiles
+
+clean-workspace: ## delete the course workspace (the MLflow store of every notebook)
+	rm -rf workspace

@@ -1,0 +1,23 @@
+"""Give every notebook that nbval runs a fresh, empty course workspace.
+
+nbval starts one kernel per notebook; the kernel inherits this process's environment
+when the notebook's first cell is set up, so COURSE_WORKSPACE is switched just before.
+"""
+
+import os
+import tempfile
+
+import pytest
+
+_current_notebook = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    global _current_notebook
+    notebook = getattr(item, "parent", None)
+    if type(item).__name__ != "IPyNbCell" or notebook is _current_notebook:
+        return
+    _current_notebook = notebook
+    workspace = tempfile.mkdtemp(prefix=f"course-ws-{notebook.path.stem}-")
+    os.environ["COURSE_WORKSPACE"] = workspace

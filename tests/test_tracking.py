@@ -1,0 +1,95 @@
+"""The local tracking server: a real `mlflow server` process on loopback."""
+
+import socket
+import subprocess
+
+import mlflow
+import pytest
+import requests
+
+from utils.errors import CourseError
+from utils.tracking import TrackingServer, find_free_port, running_servers
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from utils.workspace import get_workspace
+
+    return get_workspace()
+
+
+def _group_is_gone(pgid: int) -> bool:
+    result = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True)
+    return result.stdout.strip() == ""
+
+
+def test_server_serves_a_fresh_store_and_stops_completely(workspace):
+    with TrackingServer(workspace=workspace, port=0) as server:
+        assert server.is_running
+        assert requests.get(f"{server.url}/health", timeout=5).text == "OK"
+        names = [e.name for e in mlflow.MlflowClient(server.url).search_experiments()]
+        assert names == ["Default"]
+        assert "<title>MLflow</title>" in requests.get(server.url, timeout=5).text
+        pgid = server.process.pid
+        log_path = server.log_path
+    assert not server.is_running
+    assert _group_is_gone(pgid), "a worker of the server outlived stop()"
+    assert server not in running_servers()
+    assert log_path.parent == workspace.logs_dir and log_path.stat().st_size > 0
+
+
+def test_runs_logged_through_the_server_land_in_the_workspace(workspace):
+    with TrackingServer(workspace=workspace, port=0) as server:
+        client = mlflow.MlflowClient(server.url)
+        experiment_id = client.create_experiment("server-test")
+        run = client.create_run(experiment_id)
+        client.log_metric(run.info.run_id, "accuracy", 0.5)
+        client.set_terminated(run.info.run_id)
+        assert server.run_url(experiment_id, run.info.run_id).endswith(
+            f"/#/experiments/{experiment_id}/runs/{run.info.run_id}"
+        )
+    # The same run, read straight from the SQLite file after the server stopped.
+    local = mlflow.MlflowClient(workspace.backend_store_uri)
+    assert local.get_run(run.info.run_id).data.metrics == {"accuracy": 0.5}
+    assert local.get_experiment(experiment_id).artifact_location.startswith(
+        str(workspace.artifacts_dir)
+    )
+
+
+def test_busy_port_gives_a_clear_message(workspace):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        with pytest.raises(CourseError, match=rf"Port {port} .* already in use.*`port`"):
+            TrackingServer(workspace=workspace, port=port).start()
+
+
+def test_port_taken_by_another_mlflow_server_is_named(workspace):
+    with TrackingServer(workspace=workspace, port=0) as first:
+        with pytest.raises(CourseError, match="another MLflow server"):
+            TrackingServer(workspace=workspace, port=first.port).start()
+
+
+def test_server_that_dies_on_start_shows_its_log(workspace):
+    server = TrackingServer(
+        workspace=workspace, port=0, backend_store_uri="notadb://nowhere", startup_timeout=60
+    )
+    with pytest.raises(CourseError, match="exited during start-up") as error:
+        server.start()
+    assert "notadb" in str(error.value)  # the log's tail names the bad URI
+    assert not server.is_running
+
+
+@pytest.mark.parametrize("port", [-1, 70000, "5000", True])
+def test_bad_port_values_are_refused(workspace, port):
+    with pytest.raises(CourseError, match="port must be"):
+        TrackingServer(workspace=workspace, port=port)
+
+
+def test_free_port_is_bindable():
+    port = find_free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))

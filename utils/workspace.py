@@ -1,0 +1,123 @@
+"""Where the course keeps its MLflow store, whatever the working directory.
+
+Every notebook of the course records into one *course workspace*: a folder that holds
+the SQLite backend store (``mlflow.db``), the artifact store (``artifacts/``) and the
+logs of the servers the course starts. By default it is ``<repo>/workspace``;
+``COURSE_WORKSPACE`` moves it. An explicit ``MLFLOW_TRACKING_URI`` wins over both, so a
+reader who points MLflow at a remote server keeps that choice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from utils.errors import CourseError
+
+WORKSPACE_ENV = "COURSE_WORKSPACE"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+# The variable MLflow's own server sets for its workers so that experiments created
+# through a SQL store get the server's artifact root. Setting it in the notebook
+# process gives experiments made by ``mlflow.set_experiment`` the same root, instead of
+# a ``./mlruns`` folder beside whichever notebook happened to create them.
+_ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
+
+
+def repo_root() -> Path:
+    """The course's top folder (the one holding ``notebooks/`` and ``utils/``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths and URIs of one course workspace."""
+
+    path: Path
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / "mlflow.db"
+
+    @property
+    def backend_store_uri(self) -> str:
+        """The SQLite store of this workspace (an absolute ``sqlite:///`` URI)."""
+        return f"sqlite:///{self.db_path}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.path / "artifacts"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def tracking_uri(self) -> str:
+        """``MLFLOW_TRACKING_URI`` when the reader set it, else this workspace's store."""
+        explicit = os.environ.get(TRACKING_URI_ENV, "").strip()
+        return explicit or self.backend_store_uri
+
+    @property
+    def uses_explicit_tracking_uri(self) -> bool:
+        return bool(os.environ.get(TRACKING_URI_ENV, "").strip())
+
+
+def workspace_path() -> Path:
+    """The workspace folder: ``$COURSE_WORKSPACE`` or ``<repo>/workspace`` (not created)."""
+    configured = os.environ.get(WORKSPACE_ENV, "").strip()
+    path = Path(configured).expanduser() if configured else repo_root() / "workspace"
+    return path.resolve()
+
+
+def get_workspace(create: bool = True) -> Workspace:
+    """Resolve the course workspace and, by default, make sure it exists and is writable."""
+    workspace = Workspace(workspace_path())
+    if create:
+        _ensure_writable(workspace.path)
+        workspace.artifacts_dir.mkdir(exist_ok=True)
+        workspace.logs_dir.mkdir(exist_ok=True)
+    return workspace
+
+
+def use_workspace() -> Workspace:
+    """Point MLflow in this process at the course workspace and return it.
+
+    Notebooks call this in their preamble. It sets the tracking URI (the reader's own
+    ``MLFLOW_TRACKING_URI`` if there is one) and makes the workspace's ``artifacts/``
+    folder the artifact root for experiments created through the local SQLite store.
+    """
+    import mlflow
+
+    workspace = get_workspace()
+    os.environ[_ARTIFACT_ROOT_ENV] = str(workspace.artifacts_dir)
+    mlflow.set_tracking_uri(workspace.tracking_uri)
+    _put_environment_commands_on_path()
+    return workspace
+
+
+def _put_environment_commands_on_path() -> None:
+    """Let ``!mlflow ...`` cells run this kernel's own ``mlflow``, not another install.
+
+    A kernel started by papermill or nbval does not activate the virtual environment,
+    so its ``bin`` folder may be missing from ``PATH``.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    entries = os.environ.get("PATH", "").split(os.pathsep)
+    if entries[:1] != [bin_dir]:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, *[e for e in entries if e != bin_dir]])
+
+
+def _ensure_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise CourseError(
+            f"The course workspace {path} cannot be written ({error.strerror or error}). "
+            f"Set {WORKSPACE_ENV} to a folder you can write to, for example "
+            f"`export {WORKSPACE_ENV}=$HOME/mlflow-course-workspace`, then run the cell again."
+        ) from None
