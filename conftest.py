@@ -5,11 +5,13 @@ when the notebook's first cell is set up, so COURSE_WORKSPACE is switched just b
 """
 
 import os
+import shutil
 import tempfile
 
 import pytest
 
 _current_notebook = None
+_workspaces: list[str] = []
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -20,4 +22,10 @@ def pytest_runtest_setup(item):
         return
     _current_notebook = notebook
     workspace = tempfile.mkdtemp(prefix=f"course-ws-{notebook.path.stem}-")
+    _workspaces.append(workspace)
     os.environ["COURSE_WORKSPACE"] = workspace
+
+
+def pytest_sessionfinish(session):
+    for workspace in _workspaces:
+        shutil.rmtree(workspace, ignore_errors=True)

@@ -93,3 +93,27 @@ def test_free_port_is_bindable():
     port = find_free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_server_does_not_outlive_a_killed_parent(workspace, tmp_path):
+    # A kernel killed with SIGKILL runs no atexit handler; the server must still go.
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys\n"
+        "from utils.tracking import TrackingServer\n"
+        "server = TrackingServer(port=0).start()\n"
+        "print(server.process.pid, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    import os
+    import sys
+    import time
+
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=os.environ, timeout=120
+    )
+    pgid = int(result.stdout.split()[0])
+    deadline = time.monotonic() + 20
+    while not _group_is_gone(pgid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _group_is_gone(pgid), "the server outlived its killed parent"

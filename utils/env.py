@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import metadata
+from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -60,6 +62,7 @@ def check_environment(packages: dict[str, SpecifierSet] | None = None) -> dict[s
             + "\nRun `make setup` in the course folder and choose the kernel of its .venv "
             "(`make lab` does both)."
         )
+    put_environment_commands_on_path()
     return found
 
 
@@ -70,3 +73,16 @@ def print_environment(packages: dict[str, SpecifierSet] | None = None) -> dict[s
     for name, version in found.items():
         print(f"{name:<{width}}  {version}")
     return found
+
+
+def put_environment_commands_on_path() -> None:
+    """Let ``!mlflow ...`` cells run this kernel's own ``mlflow``, not another install.
+
+    A kernel started by papermill or nbval does not activate the virtual environment,
+    so its ``bin`` folder may be missing from ``PATH``.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    entries = os.environ.get("PATH", "").split(os.pathsep)
+    if entries[:1] != [bin_dir]:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, *[e for e in entries if e != bin_dir]])
+

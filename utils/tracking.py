@@ -173,6 +173,7 @@ class TrackingServer:
                 cwd=self.workspace.path,
                 # Its own process group: stop() ends the server and every worker it forks.
                 start_new_session=True,
+                preexec_fn=_terminate_with_parent,
             )
         _running.add(self)
         self._wait_until_healthy()
@@ -250,6 +251,22 @@ def _answers_health(url: str) -> bool:
     except requests.RequestException:
         return False
     return response.status_code == 200
+
+
+def _terminate_with_parent() -> None:
+    """In the child: ask Linux to send SIGTERM when the parent dies (e.g. a killed kernel).
+
+    atexit handlers do not run when a kernel is killed; this keeps its server from
+    being orphaned. Elsewhere than Linux it does nothing.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -10,7 +10,6 @@ reader who points MLflow at a remote server keeps that choice.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,20 +93,7 @@ def use_workspace() -> Workspace:
     workspace = get_workspace()
     os.environ[_ARTIFACT_ROOT_ENV] = str(workspace.artifacts_dir)
     mlflow.set_tracking_uri(workspace.tracking_uri)
-    _put_environment_commands_on_path()
     return workspace
-
-
-def _put_environment_commands_on_path() -> None:
-    """Let ``!mlflow ...`` cells run this kernel's own ``mlflow``, not another install.
-
-    A kernel started by papermill or nbval does not activate the virtual environment,
-    so its ``bin`` folder may be missing from ``PATH``.
-    """
-    bin_dir = str(Path(sys.executable).parent)
-    entries = os.environ.get("PATH", "").split(os.pathsep)
-    if entries[:1] != [bin_dir]:
-        os.environ["PATH"] = os.pathsep.join([bin_dir, *[e for e in entries if e != bin_dir]])
 
 
 def _ensure_writable(path: Path) -> None:
