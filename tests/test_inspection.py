@@ -1,0 +1,140 @@
+"""Inspection helpers, on a real SQLite store with a small PyTorch model logged by MLflow."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import mlflow  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from utils import inspection  # noqa: E402
+from utils.errors import CourseError  # noqa: E402
+
+EXPERIMENT = "inspection-test"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A fresh course workspace holding one run that logged a pickled torch.nn.Linear."""
+    monkeypatch = pytest.MonkeyPatch()
+    workspace_dir = tmp_path_factory.mktemp("ws")
+    monkeypatch.setenv("COURSE_WORKSPACE", str(workspace_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("_MLFLOW_SERVER_ARTIFACT_ROOT", "")  # restored after use_workspace()
+    previous = mlflow.get_tracking_uri()
+    from utils.workspace import use_workspace
+
+    workspace = use_workspace()
+    mlflow.set_experiment(EXPERIMENT)
+    torch.manual_seed(0)
+    with mlflow.start_run(run_name="linear") as run:
+        mlflow.log_param("lr", 0.1)
+        mlflow.log_metric("val_accuracy", 0.75)
+        # Pickle, as Lightning autologging does, so the files match the chapter's.
+        info = mlflow.pytorch.log_model(torch.nn.Linear(3, 2), name="model",
+                                        serialization_format="pickle")
+    with mlflow.start_run(run_name="no-model") as bare:
+        mlflow.log_metric("val_accuracy", 0.5)
+    yield workspace, run.info.run_id, info, bare.info.run_id
+    mlflow.set_tracking_uri(previous)
+    monkeypatch.undo()
+
+
+def test_the_logged_model_is_found_on_disk_apart_from_the_run(store):
+    workspace, run_id, info, _ = store
+    model = inspection.logged_model_of_run(run_id)
+    assert model.model_id == info.model_id and model.source_run_id == run_id
+    folder = inspection.local_path(model.artifact_location)
+    assert folder.is_dir() and folder.is_relative_to(workspace.artifacts_dir)
+    assert folder.parent.name == info.model_id and folder.parent.parent.name == "models"
+    run_folder = inspection.local_path(mlflow.get_run(run_id).info.artifact_uri)
+    assert not (run_folder / "model").exists()  # not the chapter's run/model/ any more
+
+
+def test_tree_shows_every_file_of_the_model(store):
+    _, run_id, _, _ = store
+    folder = inspection.local_path(inspection.logged_model_of_run(run_id).artifact_location)
+    tree = inspection.folder_tree(folder)
+    lines = tree.splitlines()
+    assert lines[0] == "artifacts/"
+    for name in ["MLmodel", "conda.yaml", "python_env.yaml", "requirements.txt",
+                 "model.pth", "pickle_module_info.txt"]:
+        assert any(line.split("  (")[0].endswith(f"── {name}") for line in lines), (name, tree)
+    # Folders come first, and files inside data/ are drawn one level deeper.
+    assert lines[1] == "├── data/"
+    assert any(line.startswith("│   ├── model.pth") or line.startswith("│   └── model.pth")
+               for line in lines)
+    assert inspection.folder_tree(folder, max_depth=1, sizes=False).count("model.pth") == 0
+
+
+def test_mlmodel_names_flavors_and_run(store):
+    _, run_id, _, _ = store
+    folder = inspection.local_path(inspection.logged_model_of_run(run_id).artifact_location)
+    mlmodel = inspection.read_mlmodel(folder)
+    assert set(mlmodel["flavors"]) == {"pytorch", "python_function"}
+    assert mlmodel["run_id"] == run_id
+    assert mlmodel["flavors"]["python_function"]["loader_module"] == "mlflow.pytorch"
+    assert (folder / "data" / "pickle_module_info.txt").read_text().strip() == \
+        "mlflow.pytorch.pickle_module"
+    with pytest.raises(CourseError, match="not an MLflow model folder"):
+        inspection.read_mlmodel(folder / "data")
+
+
+def test_cli_describes_the_run_as_json_with_source_tags(store):
+    workspace, run_id, _, _ = store
+    described = inspection.describe_run(run_id, tracking_uri=workspace.tracking_uri)
+    assert described["info"]["run_id"] == run_id
+    assert described["data"]["params"] == {"lr": "0.1"}
+    tags = inspection.source_tags(described["data"]["tags"])
+    assert tags and all(key.startswith("mlflow.source.") for key in tags)
+    assert tags["mlflow.source.type"] == "LOCAL"
+    with pytest.raises(CourseError, match="runs describe"):
+        inspection.describe_run("0" * 32, tracking_uri=workspace.tracking_uri)
+
+
+def test_creating_an_existing_experiment_fails_with_one_clear_line(store):
+    workspace, _, _, _ = store
+    result = inspection.run_mlflow_cli("experiments", "create", "-n", EXPERIMENT,
+                                       tracking_uri=workspace.tracking_uri)
+    assert result.returncode != 0
+    message = inspection.cli_error(result.stderr)
+    assert "already exists" in message and EXPERIMENT in message
+    assert "\n" not in message and "sqlite3" not in message
+
+
+def test_registering_twice_returns_the_same_version(store):
+    _, run_id, info, _ = store
+    first, created = inspection.register_model_once(info.model_uri, "inspection-model")
+    again, created_again = inspection.register_model_once(info.model_uri, "inspection-model")
+    assert created and not created_again
+    assert first.version == again.version == 1 and again.run_id == run_id
+
+
+def test_run_without_a_model_says_what_to_do(store):
+    _, _, _, bare_run_id = store
+    with pytest.raises(CourseError, match="no logged model"):
+        inspection.logged_model_of_run(bare_run_id)
+
+
+def test_remote_artifact_locations_are_refused_with_advice():
+    with pytest.raises(CourseError, match="download_artifacts"):
+        inspection.local_path("s3://bucket/1/models/m-1/artifacts")
+    assert str(inspection.local_path("file:///srv/a%20b")) == "/srv/a b"
+
+
+def test_chart_compares_runs_and_rejects_unknown_metrics(store):
+    runs = mlflow.search_runs(experiment_names=[EXPERIMENT])
+    figure = inspection.plot_run_comparison(runs, ["val_accuracy"])
+    heights = sorted(bar.get_height() for bar in figure.axes[0].patches)
+    assert heights == [0.5, 0.75]
+    labels = {tick.get_text() for tick in figure.axes[0].get_xticklabels()}
+    assert labels == {"linear", "no-model"}
+    with pytest.raises(CourseError, match="not in the runs table"):
+        inspection.plot_run_comparison(runs, ["val_f1"])
+
+
+def test_sizes_read_like_a_person_would_write_them():
+    assert inspection.human_size(512) == "512 B"
+    assert inspection.human_size(1536) == "1.5 KB"
+    assert inspection.human_size(3 * 1024 ** 2) == "3.0 MB"

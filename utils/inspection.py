@@ -1,0 +1,232 @@
+"""Look at what MLflow recorded: runs, the ``mlflow`` command line, logged models on disk.
+
+The notebooks on experiments, runs and model artifacts use these helpers for the parts
+that are plumbing (running the CLI and parsing its output, drawing a folder tree, finding
+a run's logged model) so that their cells can stay about MLflow itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from utils.errors import CourseError
+
+SOURCE_TAG_PREFIX = "mlflow.source."
+
+
+# -- the mlflow command line --------------------------------------------------------------
+def run_mlflow_cli(*args: str, tracking_uri: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``mlflow <args>`` against ``tracking_uri``; return the finished process.
+
+    The CLI has no ``--tracking-uri`` option: like any MLflow client it reads the
+    ``MLFLOW_TRACKING_URI`` environment variable, which is set for this one command only.
+    Output is captured, and a failing command does not raise: look at ``returncode``
+    (and :func:`cli_error` for the message).
+    """
+    from utils.tracking import mlflow_executable
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    return subprocess.run(
+        [mlflow_executable(), *args],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+def cli_error(stderr: str) -> str:
+    """The line of a failed ``mlflow`` command that says what went wrong.
+
+    MLflow prints a Python traceback; its last exception line (MlflowException or
+    RestException) is the message, often followed by lines of SQL detail.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    exceptions = [line for line in lines if line.startswith(("mlflow.exceptions.", "Error:"))]
+    chosen = exceptions[-1] if exceptions else (lines[-1] if lines else "")
+    # ' Error: (sqlite3.IntegrityError) ...' is the database's wording of the same fact.
+    return chosen.split(" Error: (", 1)[0]
+
+
+def describe_run(run_id: str, tracking_uri: str) -> dict:
+    """``mlflow runs describe --run-id <run_id>`` parsed from its JSON output."""
+    result = run_mlflow_cli("runs", "describe", "--run-id", run_id, tracking_uri=tracking_uri)
+    if result.returncode != 0:
+        raise CourseError(
+            f"`mlflow runs describe` failed for run {run_id}: {cli_error(result.stderr)}. "
+            "Check the run id and that the tracking URI points at the store that holds it."
+        )
+    return json.loads(result.stdout)
+
+
+def source_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """The ``mlflow.source.*`` tags of a run (what ``| grep mlflow.source`` would keep)."""
+    return {key: value for key, value in sorted(tags.items()) if key.startswith(SOURCE_TAG_PREFIX)}
+
+
+# -- runs ------------------------------------------------------------------------------
+def plot_run_comparison(runs, metrics: Sequence[str], label: str = "tags.mlflow.runName",
+                        title: str | None = None):
+    """Bar chart of ``metrics`` (columns of ``mlflow.search_runs``) for each run; returns the figure.
+
+    ``runs`` is the DataFrame of ``mlflow.search_runs``; ``metrics`` are metric names
+    with or without the ``metrics.`` prefix; ``label`` names each group of bars.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    columns = [m if m.startswith("metrics.") else f"metrics.{m}" for m in metrics]
+    missing = [c for c in [*columns, label] if c not in runs.columns]
+    if missing:
+        raise CourseError(
+            f"These columns are not in the runs table: {', '.join(missing)}. "
+            f"Pick from: {', '.join(c for c in runs.columns if c.startswith('metrics.'))}."
+        )
+    if runs.empty:
+        raise CourseError("The runs table is empty: there is nothing to compare yet.")
+    labels = [str(value) for value in runs[label]]
+    positions = np.arange(len(labels))
+    width = 0.8 / len(columns)
+    figure, axes = plt.subplots(figsize=(max(5, 1.6 * len(labels) * len(columns) ** 0.5), 3.5))
+    for i, column in enumerate(columns):
+        bars = axes.bar(positions + i * width, runs[column], width, label=column.removeprefix("metrics."))
+        axes.bar_label(bars, fmt="%.3f", fontsize=8)
+    axes.set_xticks(positions + width * (len(columns) - 1) / 2, labels)
+    axes.legend(loc="lower right", fontsize=8)
+    axes.set_title(title or "Runs compared")
+    axes.margins(y=0.15)
+    figure.tight_layout()
+    return figure
+
+
+# -- logged models and artifacts on disk -------------------------------------------------
+def local_path(uri: str) -> Path:
+    """The local folder of an artifact URI (``file://...`` or a plain path).
+
+    Raises :class:`CourseError` for remote stores (``s3://``, ``http://``, ``dbfs:/`` ...),
+    whose files are not on this disk: download them with ``mlflow.artifacts.download_artifacts``.
+    """
+    parsed = urlparse(str(uri))
+    if parsed.scheme in ("", "file"):
+        return Path(unquote(parsed.path) if parsed.scheme else str(uri))
+    if len(parsed.scheme) == 1:  # a Windows drive letter, "C:\\..."
+        return Path(str(uri))
+    raise CourseError(
+        f"{uri} is not a folder on this machine. This notebook reads the course workspace "
+        "on disk: unset MLFLOW_TRACKING_URI (or set it to empty) and run it again, or "
+        "fetch the files with mlflow.artifacts.download_artifacts(...)."
+    )
+
+
+def logged_model_of_run(run_id: str, client=None):
+    """The logged model (``mlflow.entities.LoggedModel``) that run ``run_id`` produced.
+
+    MLflow 3 lists a run's models in its outputs; when a run logged several, the last
+    one is returned. Raises :class:`CourseError` when the run logged none.
+    """
+    import mlflow
+
+    client = client or mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if outputs:
+        return client.get_logged_model(outputs[-1].model_id)
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
+    if not models:
+        raise CourseError(
+            f"Run {run_id} has no logged model. Train one with autologging (notebook 03, or "
+            "utils.ensure_example_run()) and use that run's id."
+        )
+    return models[-1]
+
+
+def folder_tree(path: str | os.PathLike, max_depth: int | None = None, sizes: bool = True) -> str:
+    """A text drawing of the files under ``path``, folders first, like the ``tree`` command."""
+    root = Path(path)
+    if not root.is_dir():
+        raise CourseError(f"{root} is not a folder (does the run exist in this workspace?).")
+    lines = [f"{root.name}/"]
+
+    def walk(folder: Path, prefix: str, depth: int) -> None:
+        entries = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name))
+        for i, entry in enumerate(entries):
+            last = i == len(entries) - 1
+            branch = "└── " if last else "├── "
+            if entry.is_dir():
+                lines.append(f"{prefix}{branch}{entry.name}/")
+                if max_depth is None or depth < max_depth:
+                    walk(entry, prefix + ("    " if last else "│   "), depth + 1)
+            else:
+                size = f"  ({human_size(entry.stat().st_size)})" if sizes else ""
+                lines.append(f"{prefix}{branch}{entry.name}{size}")
+
+    walk(root, "", 1)
+    return "\n".join(lines)
+
+
+def print_tree(path: str | os.PathLike, max_depth: int | None = None, sizes: bool = True) -> None:
+    """Print :func:`folder_tree`."""
+    print(folder_tree(path, max_depth=max_depth, sizes=sizes))
+
+
+def human_size(size: int) -> str:
+    """``1536`` -> ``"1.5 KB"``."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover
+
+
+def read_mlmodel(model_dir: str | os.PathLike) -> dict:
+    """The ``MLmodel`` file of a saved model folder, parsed from YAML."""
+    import yaml
+
+    path = Path(model_dir) / "MLmodel"
+    if not path.is_file():
+        raise CourseError(f"{path} does not exist: {model_dir} is not an MLflow model folder.")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def show_file(path: str | os.PathLike, max_lines: int = 40, root: str | os.PathLike | None = None) -> None:
+    """Print a text file under a header line, cut after ``max_lines`` lines."""
+    path = Path(path)
+    name = path.relative_to(root) if root else path.name
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    print(f"── {name} ({len(lines)} lines) ──")
+    print("\n".join(lines[:max_lines]))
+    if len(lines) > max_lines:
+        print(f"... ({len(lines) - max_lines} more lines)")
+
+
+# -- the model registry --------------------------------------------------------------------
+def register_model_once(model_uri: str, name: str, client=None):
+    """Register ``model_uri`` under ``name`` unless that exact model is already a version.
+
+    Registering is not idempotent in MLflow: each call makes a new version. Notebooks
+    run many times, so this returns the existing version of the same source when there
+    is one, and registers otherwise. Returns ``(model_version, created)``.
+    """
+    import mlflow
+
+    client = client or mlflow.MlflowClient()
+    escaped = name.replace("'", "\\'")
+    for version in client.search_model_versions(f"name = '{escaped}'"):
+        if version.source == model_uri:
+            return version, False
+    return mlflow.register_model(model_uri, name), True
+
+
+def first_lines(text: str, count: int) -> str:
+    """The first ``count`` lines of ``text``."""
+    return "\n".join(text.splitlines()[:count])
+
+
+def select(mapping: Mapping, keys: Iterable[str]) -> dict:
+    """The entries of ``mapping`` whose keys are in ``keys``, in that order."""
+    return {key: mapping[key] for key in keys if key in mapping}
