@@ -1,0 +1,292 @@
+"""The IMDB movie reviews the course trains on, and the small subsets it trains with.
+
+The full data set is three CSV files, ``train.csv``, ``valid.csv`` and ``test.csv``, each
+with the columns ``review`` (the text) and ``sentiment`` (``positive`` or ``negative``),
+as in the book's archive. Where they come from, in this order:
+
+1. the folder named by ``COURSE_DATA_DIR`` (any copy of the three files),
+2. ``<course>/data/imdb``,
+3. the book's public archive, downloaded once into ``<course>/data/``.
+
+Training on all of it takes too long on a laptop CPU, so every run uses a balanced,
+seeded subset that :func:`make_subset` writes into the course workspace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from utils.errors import CourseError
+from utils.workspace import get_workspace, repo_root
+
+DATA_DIR_ENV = "COURSE_DATA_DIR"
+IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
+# The sha256 of the archive at IMDB_URL. It is None because the course was written on a
+# machine without internet access: nobody has checked the archive's digest from a
+# trusted copy yet, and a digest copied from the same download would prove nothing.
+# Until someone fills it in (run `sha256sum imdb.zip` on a copy you trust), a download is
+# accepted only if its contents pass the strict checks of `validate_imdb_folder`.
+IMDB_ARCHIVE_SHA256: str | None = None
+DOWNLOAD_TIMEOUT = 30  # seconds without an answer before a download counts as offline
+
+COLUMNS = ("review", "sentiment")
+LABELS = ("negative", "positive")
+# CSV file of each split, and the notebook parameter that sets the split's size.
+SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
+SIZE_PARAMETERS = {"train_size": "train", "val_size": "valid", "test_size": "test"}
+
+
+def default_data_dir() -> Path:
+    """``<course>/data/imdb``: where a downloaded copy is kept."""
+    return repo_root() / "data" / "imdb"
+
+
+def _set_it_up_hint(lead: str = "Point") -> str:
+    return (
+        f"{lead} {DATA_DIR_ENV} at a folder holding train.csv, valid.csv and test.csv "
+        f"(columns {', '.join(COLUMNS)}), for example "
+        f"`export {DATA_DIR_ENV}=/path/to/imdb` in the terminal that starts Jupyter, or "
+        f"`os.environ['{DATA_DIR_ENV}'] = '/path/to/imdb'` in the notebook before this cell."
+    )
+
+
+# -- checking a folder ---------------------------------------------------------------
+@dataclass(frozen=True)
+class ImdbFolder:
+    """A checked copy of the data: its folder and the rows per label of each split."""
+
+    path: Path
+    counts: dict[str, dict[str, int]]  # split -> label -> rows
+
+    def file(self, split: str) -> Path:
+        return self.path / SPLIT_FILES[split]
+
+
+def read_split(path: Path) -> pd.DataFrame:
+    """Read one split's CSV and check it; raise :class:`CourseError` naming what is wrong."""
+    if not path.is_file():
+        raise CourseError(f"The data folder {path.parent} has no {path.name}.")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise CourseError(f"{path} is not a readable CSV file ({error}).") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise CourseError(
+            f"{path} has no column {', '.join(repr(c) for c in missing)} "
+            f"(it has {', '.join(map(repr, frame.columns))}; the course needs {', '.join(COLUMNS)})."
+        )
+    frame = frame[list(COLUMNS)]
+    empty = frame["review"].isna() | (frame["review"].astype(str).str.strip() == "")
+    if empty.any():
+        raise CourseError(f"{path} has {int(empty.sum())} rows with an empty review.")
+    unknown = sorted(set(frame["sentiment"].astype(str)) - set(LABELS))
+    if unknown:
+        raise CourseError(
+            f"{path}: column 'sentiment' holds {', '.join(map(repr, unknown[:5]))}; "
+            f"the course expects only {' and '.join(LABELS)}."
+        )
+    absent = [label for label in LABELS if label not in set(frame["sentiment"])]
+    if absent:
+        raise CourseError(f"{path} has no {' or '.join(absent)} reviews; each split needs both labels.")
+    return frame
+
+
+def validate_imdb_folder(path: Path | str) -> ImdbFolder:
+    """Check that ``path`` holds the three CSV files with the expected columns and labels."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise CourseError(f"The data folder {path} does not exist.")
+    counts = {}
+    for split, name in SPLIT_FILES.items():
+        frame = read_split(path / name)
+        counts[split] = {label: int((frame["sentiment"] == label).sum()) for label in LABELS}
+    return ImdbFolder(path.resolve(), counts)
+
+
+# -- finding or downloading the data ----------------------------------------------------
+def find_imdb(download: bool = True) -> ImdbFolder:
+    """The IMDB data: ``COURSE_DATA_DIR``, else ``<course>/data/imdb``, else downloaded there."""
+    configured = os.environ.get(DATA_DIR_ENV, "").strip()
+    if configured:
+        try:
+            return validate_imdb_folder(configured)
+        except CourseError as error:
+            raise CourseError(
+                f"{DATA_DIR_ENV}={configured} does not point at a usable copy of the data: "
+                f"{error} {_set_it_up_hint()}"
+            ) from None
+    local = default_data_dir()
+    if local.is_dir():
+        try:
+            return validate_imdb_folder(local)
+        except CourseError as error:
+            raise CourseError(
+                f"{error} Delete the folder {local} to download the data again, or "
+                f"{_set_it_up_hint('point')}"
+            ) from None
+    if not download:
+        raise CourseError(f"The IMDB data is not in {local}. {_set_it_up_hint()}")
+    return download_imdb(dest=local.parent)
+
+
+def download_imdb(url: str | None = None, dest: Path | str | None = None) -> ImdbFolder:
+    """Download the book's archive into ``dest`` (``<course>/data``), unpack and check it."""
+    import requests
+    from tqdm.auto import tqdm
+
+    url = url or IMDB_URL
+    dest = Path(dest) if dest is not None else default_data_dir().parent
+    dest.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
+        archive = Path(tmp) / "imdb.zip"
+        try:
+            with requests.get(url, stream=True, timeout=DOWNLOAD_TIMEOUT) as response:
+                response.raise_for_status()
+                total = int(response.headers.get("content-length") or 0) or None
+                with open(archive, "wb") as out, tqdm(
+                    total=total, unit="B", unit_scale=True, desc="imdb.zip"
+                ) as bar:
+                    for chunk in response.iter_content(chunk_size=1 << 16):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise CourseError(
+                f"Cannot download the IMDB reviews from {url}: this machine seems to be "
+                f"offline ({type(error).__name__}). {_set_it_up_hint()}"
+            ) from None
+        except requests.HTTPError as error:
+            raise CourseError(
+                f"Downloading {url} failed ({error}). {_set_it_up_hint()}"
+            ) from None
+        if IMDB_ARCHIVE_SHA256 and digest.hexdigest() != IMDB_ARCHIVE_SHA256:
+            raise CourseError(
+                f"The archive downloaded from {url} has sha256 {digest.hexdigest()}, "
+                f"not the expected {IMDB_ARCHIVE_SHA256}; it was not unpacked. "
+                f"Try again later, or {_set_it_up_hint('point')}"
+            )
+        return unpack_imdb(archive, dest)
+
+
+def unpack_imdb(archive: Path | str, dest: Path | str) -> ImdbFolder:
+    """Unpack an ``imdb.zip`` (one ``imdb/`` folder with the CSVs) into ``dest`` and check it.
+
+    The archive is unpacked into a temporary folder first and moved into place only when
+    its contents pass :func:`validate_imdb_folder`, so a bad archive leaves nothing behind.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".unpack-") as tmp:
+        try:
+            with zipfile.ZipFile(archive) as zipped:
+                root = Path(tmp).resolve()
+                for member in zipped.namelist():
+                    # An entry such as ../../x would be written outside dest.
+                    if not (root / member).resolve().is_relative_to(root):
+                        raise CourseError(f"{archive} has an unsafe entry {member!r}; not unpacked.")
+                zipped.extractall(tmp)
+        except zipfile.BadZipFile:
+            raise CourseError(f"{archive} is not a zip archive; the download may be damaged.") from None
+        unpacked = Path(tmp) / "imdb"
+        if not unpacked.is_dir():
+            found = sorted(p.name for p in Path(tmp).iterdir())
+            raise CourseError(
+                f"{archive} does not hold an imdb/ folder (it holds {', '.join(found) or 'nothing'})."
+            )
+        try:
+            validate_imdb_folder(unpacked)
+        except CourseError as error:
+            raise CourseError(f"The archive {archive} is not the expected data: {error}") from None
+        target = dest / "imdb"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(unpacked), target)
+    return validate_imdb_folder(target)
+
+
+# -- the subsets runs train on -------------------------------------------------------
+def max_size(counts: dict[str, int]) -> int:
+    """The largest balanced subset a split allows: twice its rarer label's rows."""
+    return 2 * min(counts.values())
+
+
+def check_sizes(data: ImdbFolder, **sizes: object) -> dict[str, int]:
+    """Check ``train_size``, ``val_size`` and ``test_size`` against the rows available.
+
+    Each must be a whole number from 2 (one review per label) to twice the rows of the
+    split's rarer label, so that the subset can be balanced.
+    """
+    checked = {}
+    for parameter, value in sizes.items():
+        split = SIZE_PARAMETERS[parameter]
+        largest = max_size(data.counts[split])
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CourseError(f"{parameter} must be a whole number; got {value!r}.")
+        if not 2 <= value <= largest:
+            raise CourseError(
+                f"{parameter}={value} is out of range: it must be at least 2 (one review per "
+                f"label) and at most {largest}, because {SPLIT_FILES[split]} in {data.path} has "
+                f"{data.counts[split]['negative']} negative and {data.counts[split]['positive']} "
+                "positive reviews and the subset takes as many of each."
+            )
+        checked[parameter] = value
+    return checked
+
+
+def _balanced_sample(frame: pd.DataFrame, size: int, rng) -> pd.DataFrame:
+    """``size`` rows, half of each label (the odd one from a label the generator picks)."""
+    per_label = {label: size // 2 for label in LABELS}
+    if size % 2:
+        per_label[LABELS[rng.integers(len(LABELS))]] += 1
+    parts = []
+    for label in LABELS:
+        rows = frame[frame["sentiment"] == label]
+        chosen = rng.permutation(len(rows))[: per_label[label]]
+        parts.append(rows.iloc[sorted(chosen)])
+    sample = pd.concat(parts)
+    return sample.iloc[rng.permutation(len(sample))].reset_index(drop=True)
+
+
+def make_subset(
+    train_size: int,
+    val_size: int,
+    test_size: int,
+    seed: int = 42,
+    data: ImdbFolder | None = None,
+    workspace_dir: Path | None = None,
+) -> Path:
+    """Write a balanced, seeded subset into ``<workspace>/data/`` and return its folder.
+
+    The folder, ``imdb-<train>-<val>-<test>-seed<seed>``, holds ``train.csv``,
+    ``valid.csv`` and ``test.csv`` with the columns ``review,sentiment``. Every split has
+    as many positive as negative reviews (one more of one label for an odd size), and the
+    same sizes and seed always give the same rows in the same order.
+    """
+    import numpy as np
+
+    data = data or find_imdb()
+    check_sizes(data, train_size=train_size, val_size=val_size, test_size=test_size)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise CourseError(f"seed must be a whole number >= 0; got {seed!r}.")
+    sizes = {"train": train_size, "valid": val_size, "test": test_size}
+    workspace_dir = Path(workspace_dir) if workspace_dir else get_workspace().path
+    folder = workspace_dir / "data" / f"imdb-{train_size}-{val_size}-{test_size}-seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, name in SPLIT_FILES.items():
+        sample = _balanced_sample(read_split(data.file(split)), sizes[split], rng)
+        # Written beside and renamed: a reader never sees half a file.
+        partial = folder / f".{name}.partial-{os.getpid()}"
+        sample.to_csv(partial, index=False)
+        os.replace(partial, folder / name)
+    return folder
