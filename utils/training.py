@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.util
+import os
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -202,22 +204,33 @@ def validate_parameters(**parameters: Any) -> RunParameters:
 
 
 # -- the pieces of a run ------------------------------------------------------------------
-def make_datamodule(params: RunParameters):
-    """Write the run's data subset into the workspace and wrap it in flash's data module."""
-    from flash.text import TextClassificationData
-
+def data_folder(params: RunParameters):
+    """Write the run's balanced, seeded data subset into the workspace; return its folder."""
     from utils.data import make_subset
 
-    folder = make_subset(params.train_size, params.val_size, params.test_size,
-                         seed=params.seed, data=params.data)
-    return TextClassificationData.from_csv(
-        "review",
-        "sentiment",
-        train_file=str(folder / "train.csv"),
-        val_file=str(folder / "valid.csv"),
-        test_file=str(folder / "test.csv"),
-        batch_size=params.batch_size,
-    )
+    return make_subset(params.train_size, params.val_size, params.test_size,
+                       seed=params.seed, data=params.data)
+
+
+def make_datamodule(params: RunParameters):
+    """flash's data module over the run's subset (see :func:`data_folder`)."""
+    import torch
+    from flash.text import TextClassificationData
+
+    folder = data_folder(params)
+    with warnings.catch_warnings():
+        # flash 0.8.2 trips over its own deprecation of how it passes default transforms.
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*InputTransform.*")
+        return TextClassificationData.from_csv(
+            "review",
+            "sentiment",
+            train_file=str(folder / "train.csv"),
+            val_file=str(folder / "valid.csv"),
+            test_file=str(folder / "test.csv"),
+            batch_size=params.batch_size,
+            # Pinned memory only speeds up copies to a GPU; on a CPU torch warns about it.
+            pin_memory=torch.cuda.is_available(),
+        )
 
 
 def make_model(params: RunParameters, datamodule):
@@ -226,19 +239,78 @@ def make_model(params: RunParameters, datamodule):
     from flash.text import TextClassifier
 
     pl.seed_everything(params.seed, workers=True)
-    return TextClassifier(
-        backbone=params.backbone,
-        labels=datamodule.labels,
-        max_length=params.max_length,
-        learning_rate=params.learning_rate,
-    )
+    # flash's Hugging Face adapter switches off every warning of the process (and of its
+    # subprocesses, through PYTHONWARNINGS); keep the reader's warnings as they were.
+    saved = os.environ.get("PYTHONWARNINGS")
+    with warnings.catch_warnings():
+        model = TextClassifier(
+            backbone=params.backbone,
+            labels=datamodule.labels,
+            max_length=params.max_length,
+            learning_rate=params.learning_rate,
+        )
+    if saved is None:
+        os.environ.pop("PYTHONWARNINGS", None)
+    else:
+        os.environ["PYTHONWARNINGS"] = saved
+    return model
+
+
+def _stopwatch_class():
+    import pytorch_lightning as pl
+
+    class Stopwatch(pl.Callback):
+        """Times Lightning's fit and test loops, so that the rest of a run is MLflow's."""
+
+        def __init__(self):
+            self.seconds = {"fit": 0.0, "test": 0.0}
+            self._started = {}
+
+        def _start(self, phase):
+            self._started[phase] = time.perf_counter()
+
+        def _stop(self, phase):
+            if phase in self._started:
+                self.seconds[phase] += time.perf_counter() - self._started.pop(phase)
+
+        def on_fit_start(self, trainer, pl_module):
+            self._start("fit")
+
+        def on_fit_end(self, trainer, pl_module):
+            self._stop("fit")
+
+        def on_test_start(self, trainer, pl_module):
+            self._start("test")
+
+        def on_test_end(self, trainer, pl_module):
+            self._stop("test")
+
+    return Stopwatch
+
+
+def time_report(trainer, total_seconds: float) -> str:
+    """Split a run's wall time into Lightning's fit and test loops and everything else.
+
+    ``trainer`` comes from :func:`make_trainer`, whose stopwatch times the loops; what is
+    left of ``total_seconds`` is set-up and MLflow's own work (logging parameters, metrics,
+    the model summary and the model, with its requirements).
+    """
+    watch = next((c for c in trainer.callbacks if type(c).__name__ == "Stopwatch"), None)
+    if watch is None:
+        raise CourseError("This trainer was not made by utils.training.make_trainer; it has no stopwatch.")
+    loops = watch.seconds["fit"] + watch.seconds["test"]
+    rest = max(total_seconds - loops, 0.0)
+    return (f"{total_seconds:.1f} s in all: training loop (with validation) {watch.seconds['fit']:.1f} s, "
+            f"test loop {watch.seconds['test']:.1f} s, everything else {rest:.1f} s "
+            f"({rest / loops:.0%} on top of the loops)")
 
 
 def make_trainer(params: RunParameters):
     """A ``flash.Trainer`` for the run; ``params.accelerator`` is passed on unchanged.
 
     MLflow records the run, so Lightning's own logger and checkpoint files are turned off
-    (they would otherwise fill a ``lightning_logs/`` folder beside the notebook).
+    (they would otherwise fill a ``lightning_logs/`` folder beside the notebook). A
+    stopwatch callback times the training and test loops (see :func:`time_report`).
     """
     import flash
     from lightning_fabric.utilities.exceptions import MisconfigurationException
@@ -254,6 +326,7 @@ def make_trainer(params: RunParameters):
             # The check runs two validation batches before training; our code is tested.
             num_sanity_val_steps=0,
             default_root_dir=str(get_workspace().path / "lightning"),
+            callbacks=[_stopwatch_class()()],
         )
     except MisconfigurationException as error:
         raise CourseError(

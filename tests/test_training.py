@@ -1,0 +1,236 @@
+"""The shared training code: parameter checks, the example run, and predictions from it.
+
+One tiny run (40/20/20 reviews) is trained once for the whole module, in an empty
+workspace, through ``ensure_example_run`` - the same call later notebooks make.
+"""
+
+import os
+import time
+
+import mlflow
+import pandas as pd
+import pytest
+
+import utils
+from utils import training
+from utils.backbone import packaged_backbone, resolve_backbone
+from utils.errors import CourseError
+
+needs_data = pytest.mark.skipif(not os.environ.get("COURSE_DATA_DIR"), reason="COURSE_DATA_DIR is not set")
+TINY = {"train_size": 40, "val_size": 20, "test_size": 20}
+
+
+# -- parameters (no training) -------------------------------------------------------------
+@needs_data
+def test_defaults_are_valid():
+    params = training.validate_parameters()
+    assert params.backbone == str(packaged_backbone())
+    assert params.strategy == "freeze" and params.accelerator == "auto"
+    assert params.as_dict()["train_size"] == 500
+
+
+@needs_data
+@pytest.mark.parametrize("parameter, value, message", [
+    ("train_size", 0, "train_size must be >= 2; got 0"),
+    ("val_size", 5000, r"val_size=5000 is out of range: .* at most \d+"),
+    ("test_size", "10", "test_size must be a whole number; got '10'"),
+    ("max_epochs", 0, "max_epochs must be >= 1; got 0"),
+    ("batch_size", 1.5, "batch_size must be a whole number"),
+    ("learning_rate", 0, "learning_rate must be a number above 0"),
+    ("strategy", "melt", r"strategy='melt' is not a fine-tuning strategy .* 'freeze' or 'no_freeze'"),
+    ("strategy", "freeze_unfreeze", r"strategy='freeze_unfreeze' needs a value, for example"),
+    ("strategy", "freeze_deepspeed", "needs the DeepSpeed library"),
+    ("max_length", 4096, "max_length must be from 8 to 512; got 4096"),
+    ("accelerator", "quantum", r"accelerator='quantum' is not an accelerator Lightning knows"),
+    ("seed", -1, "seed must be from 0 to"),
+    ("experiment_name", "", "experiment_name must be a non-empty string"),
+    ("run_name", None, "run_name must be a non-empty string"),
+])
+def test_bad_parameters_are_named(parameter, value, message):
+    with pytest.raises(CourseError, match=message):
+        training.validate_parameters(**{parameter: value})
+
+
+def test_unknown_parameter_lists_the_known_ones():
+    with pytest.raises(CourseError, match="Unknown parameter epochs; the parameters are experiment_name"):
+        training.validate_parameters(epochs=3)
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("freeze", "freeze"),
+    ("no_freeze", "no_freeze"),
+    (["freeze_unfreeze", 1], ("freeze_unfreeze", 1)),  # papermill passes YAML lists
+    (("unfreeze_milestones", ((1, 2), 3)), ("unfreeze_milestones", ((1, 2), 3))),
+    (["unfreeze_milestones", [[1, 2], 3]], ("unfreeze_milestones", ((1, 2), 3))),
+])
+def test_strategies_take_flash_forms(given, expected):
+    assert training.check_strategy(given) == expected
+
+
+def test_malformed_milestones_say_how():
+    with pytest.raises(CourseError, match=r"malformed; for example strategy=\('unfreeze_milestones'"):
+        training.check_strategy(["unfreeze_milestones", 3])
+
+
+# -- backbones (no training) --------------------------------------------------------------
+@pytest.mark.parametrize("name", [None, "default", "MiniLM", ""])
+def test_default_backbone_is_the_packaged_minilm(name):
+    assert resolve_backbone(name) == str(packaged_backbone())
+    assert (packaged_backbone() / "config.json").is_file()
+
+
+def test_hub_id_offline_needs_internet_quickly(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.monotonic()
+    with pytest.raises(CourseError, match=r"'prajjwal1/bert-tiny' .* needs internet access .* backbone=None"):
+        resolve_backbone("prajjwal1/bert-tiny")
+    assert time.monotonic() - started < 5
+
+
+def test_unreachable_hub_fails_fast_without_the_offline_flag(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{utils.tracking.find_free_port()}")
+    started = time.monotonic()
+    with pytest.raises(CourseError, match="needs internet access .* cannot be reached"):
+        resolve_backbone("someone/some-model-that-is-not-cached")
+    assert time.monotonic() - started < 10
+
+
+def test_missing_folder_backbone(tmp_path):
+    with pytest.raises(CourseError, match="looks like a folder, but there is no such folder"):
+        resolve_backbone(str(tmp_path / "no-model"))
+
+
+def test_folder_without_config_is_not_a_model(tmp_path):
+    with pytest.raises(CourseError, match="folder without config.json"):
+        resolve_backbone(str(tmp_path))
+
+
+def test_a_local_copy_of_a_model_folder_works(tmp_path):
+    copy = tmp_path / "mini"
+    copy.mkdir()
+    (copy / "config.json").write_bytes((packaged_backbone() / "config.json").read_bytes())
+    assert resolve_backbone(str(copy)) == str(copy.resolve())
+
+
+def test_pinned_requirements_name_what_loading_needs():
+    pins = training.pinned_requirements()
+    names = {pin.split("==")[0] for pin in pins}
+    assert {"mlflow", "torch", "lightning-flash", "pytorch-lightning", "transformers"} <= names
+    assert "lightning-flash==0.8.2" in pins and not any("+" in pin for pin in pins)
+
+
+# -- one real run, shared by the tests below ---------------------------------------------------
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+    """``ensure_example_run`` in an empty workspace; yields (run_id, workspace, seconds)."""
+    if not os.environ.get("COURSE_DATA_DIR"):
+        pytest.skip("COURSE_DATA_DIR is not set")
+    workspace = tmp_path_factory.mktemp("example-ws")
+    saved = {k: os.environ.get(k) for k in ("COURSE_WORKSPACE", "MLFLOW_TRACKING_URI")}
+    saved_uri = mlflow.get_tracking_uri()
+    os.environ["COURSE_WORKSPACE"] = str(workspace)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    utils.use_workspace()
+    started = time.monotonic()
+    run_id = utils.ensure_example_run(**TINY)
+    yield run_id, workspace, time.monotonic() - started
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    mlflow.set_tracking_uri(saved_uri)
+
+
+@pytest.mark.slow
+def test_example_run_is_finished_and_autologged(example_run):
+    run_id, workspace, _ = example_run
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "chapter02"
+    assert client.get_experiment(run.info.experiment_id).name == "dl_model_chapter02"
+    assert {"epochs", "optimizer_name", "lr"} <= set(run.data.params)
+    assert {"train_accuracy", "val_accuracy", "test_accuracy"} <= set(run.data.metrics)
+    assert "model_summary.txt" in [a.path for a in client.list_artifacts(run_id)]
+    model = training.logged_model_of_run(run_id)
+    assert model is not None and model.source_run_id == run_id
+    assert str(workspace) in model.artifact_location
+    # The subset it trained on is in the workspace, not beside the notebook.
+    assert (workspace / "data" / "imdb-40-20-20-seed42" / "train.csv").is_file()
+    # Autologging is switched off again: it was off before the call.
+    from mlflow.utils.autologging_utils import autologging_is_disabled
+    assert autologging_is_disabled("pytorch")
+
+
+@pytest.mark.slow
+def test_example_run_is_reused_without_training(example_run):
+    run_id, _, _ = example_run
+    started = time.monotonic()
+    assert utils.ensure_example_run(**TINY) == run_id
+    assert time.monotonic() - started < 5
+    experiment = mlflow.get_experiment_by_name("dl_model_chapter02")
+    assert len(mlflow.search_runs([experiment.experiment_id])) == 1
+
+
+@pytest.mark.slow
+def test_example_run_refuses_to_nest_in_an_active_run(example_run):
+    with mlflow.start_run(run_name="outer"):
+        with pytest.raises(CourseError, match="still active"):
+            utils.ensure_example_run(experiment_name="another_experiment", **TINY)
+
+
+@pytest.fixture(scope="module")
+def test_reviews(example_run):
+    _, workspace, _ = example_run
+    return pd.read_csv(workspace / "data" / "imdb-40-20-20-seed42" / "test.csv")
+
+
+@pytest.mark.slow
+def test_predictions_are_labels_in_order_and_repeatable(example_run, test_reviews):
+    run_id, _, _ = example_run
+    reviews = test_reviews["review"].tolist()[:6]
+    first = utils.predict_sentiment(f"runs:/{run_id}/model", reviews, batch_size=4)
+    assert len(first) == 6 and set(first) <= {"positive", "negative"}
+    assert utils.predict_sentiment(f"runs:/{run_id}/model", reviews) == first
+    assert utils.predict_sentiment(f"runs:/{run_id}/model", reviews[::-1], batch_size=1) == first[::-1]
+    assert utils.predict_sentiment(f"runs:/{run_id}/model", reviews[0]) == first[:1]
+    assert utils.predict_sentiment(f"runs:/{run_id}/model", []) == []
+
+
+@pytest.mark.slow
+def test_predictions_agree_with_the_logged_test_accuracy_and_flash(example_run, test_reviews):
+    """The labels map correctly: same accuracy as trainer.test, same labels as flash's own predict."""
+    from flash import Trainer
+    from flash.text import TextClassificationData
+
+    run_id, _, _ = example_run
+    model_id = training.logged_model_of_run(run_id).model_id
+    predicted = utils.predict_sentiment(f"models:/{model_id}", test_reviews["review"].tolist())
+    accuracy = (pd.Series(predicted) == test_reviews["sentiment"]).mean()
+    logged = mlflow.get_run(run_id).data.metrics["test_accuracy"]
+    assert accuracy == pytest.approx(logged, abs=1e-6)
+
+    model = training.load_classifier(f"runs:/{run_id}/model")
+    datamodule = TextClassificationData.from_lists(
+        predict_data=test_reviews["review"].tolist(), batch_size=8)
+    batches = Trainer(logger=False, enable_progress_bar=False).predict(
+        model, datamodule=datamodule, output="labels")
+    assert [label for batch in batches for label in batch] == predicted
+
+
+@pytest.fixture
+def empty_store(tmp_path, monkeypatch):
+    """An empty workspace store for one test; the previous tracking URI is restored."""
+    saved_uri = mlflow.get_tracking_uri()
+    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield utils.use_workspace()
+    mlflow.set_tracking_uri(saved_uri)
+
+
+def test_predictions_need_a_loadable_model(empty_store):
+    with pytest.raises(CourseError, match="Cannot load a model from 'runs:/0123456789abcdef/model'"):
+        utils.predict_sentiment("runs:/0123456789abcdef/model", ["fine"])
+    with pytest.raises(CourseError, match="reviews must be strings; item 1 is 3"):
+        utils.predict_sentiment("runs:/x/model", ["fine", 3])
