@@ -20,20 +20,24 @@ SOURCE_TAG_PREFIX = "mlflow.source."
 
 
 # -- the mlflow command line --------------------------------------------------------------
-def run_mlflow_cli(*args: str, tracking_uri: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``mlflow <args>`` against ``tracking_uri``; return the finished process.
+def run_mlflow_cli(*args: str, tracking_uri: str, cwd: str | os.PathLike | None = None,
+                   timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``mlflow <args>`` against ``tracking_uri`` as a terminal would; return the process.
 
     The CLI has no ``--tracking-uri`` option: like any MLflow client it reads the
-    ``MLFLOW_TRACKING_URI`` environment variable, which is set for this one command only.
-    Output is captured, and a failing command does not raise: look at ``returncode``
-    (and :func:`cli_error` for the message).
+    ``MLFLOW_TRACKING_URI`` environment variable, which is set for this one command only
+    (``""`` means MLflow's default local store in ``cwd``). Output is captured, and a
+    failing command does not raise: look at ``returncode`` (and :func:`cli_error`).
     """
     from utils.tracking import mlflow_executable
+    from utils.workspace import _ARTIFACT_ROOT_ENV
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    # use_workspace() sets this for the notebook's own process; a terminal would not have it.
+    env.pop(_ARTIFACT_ROOT_ENV, None)
     return subprocess.run(
         [mlflow_executable(), *args],
-        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
     )
 
 
@@ -123,25 +127,18 @@ def local_path(uri: str) -> Path:
 def logged_model_of_run(run_id: str, client=None):
     """The logged model (``mlflow.entities.LoggedModel``) that run ``run_id`` produced.
 
-    MLflow 3 lists a run's models in its outputs; when a run logged several, the last
-    one is returned. Raises :class:`CourseError` when the run logged none.
+    MLflow 3 lists a run's models in its outputs. Raises :class:`CourseError` when the
+    run logged none.
     """
-    import mlflow
+    from utils.training import logged_model_of_run as find_logged_model
 
-    client = client or mlflow.MlflowClient()
-    run = client.get_run(run_id)
-    outputs = run.outputs.model_outputs if run.outputs else []
-    if outputs:
-        return client.get_logged_model(outputs[-1].model_id)
-    models = client.search_logged_models(
-        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
-    )
-    if not models:
+    model = find_logged_model(run_id, client)
+    if model is None:
         raise CourseError(
             f"Run {run_id} has no logged model. Train one with autologging (notebook 03, or "
             "utils.ensure_example_run()) and use that run's id."
         )
-    return models[-1]
+    return model
 
 
 def folder_tree(path: str | os.PathLike, max_depth: int | None = None, sizes: bool = True) -> str:
@@ -193,15 +190,18 @@ def read_mlmodel(model_dir: str | os.PathLike) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def show_file(path: str | os.PathLike, max_lines: int = 40, root: str | os.PathLike | None = None) -> None:
-    """Print a text file under a header line, cut after ``max_lines`` lines."""
+def show_file(path: str | os.PathLike, max_lines: int = 40, tail: int = 0) -> None:
+    """Print a text file under a header line: its first ``max_lines`` lines and last ``tail``."""
     path = Path(path)
-    name = path.relative_to(root) if root else path.name
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    print(f"── {name} ({len(lines)} lines) ──")
+    print(f"── {path.name} ({len(lines)} lines) ──")
+    if len(lines) <= max_lines + tail:
+        print("\n".join(lines))
+        return
     print("\n".join(lines[:max_lines]))
-    if len(lines) > max_lines:
-        print(f"... ({len(lines) - max_lines} more lines)")
+    print(f"... ({len(lines) - max_lines - tail} lines left out) ...")
+    if tail:
+        print("\n".join(lines[-tail:]))
 
 
 # -- the model registry --------------------------------------------------------------------
@@ -220,11 +220,6 @@ def register_model_once(model_uri: str, name: str, client=None):
         if version.source == model_uri:
             return version, False
     return mlflow.register_model(model_uri, name), True
-
-
-def first_lines(text: str, count: int) -> str:
-    """The first ``count`` lines of ``text``."""
-    return "\n".join(text.splitlines()[:count])
 
 
 def select(mapping: Mapping, keys: Iterable[str]) -> dict:
