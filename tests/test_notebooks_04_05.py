@@ -43,7 +43,13 @@ def executed(tmp_path_factory):
         out.mkdir()
         results[key] = run_notebook(name, out, workspace, **params)
         if key == "04a":
-            results["runs_after_04a"] = sorted(r.info.run_id for r in _runs(workspace))
+            runs = _runs(workspace)
+            results["runs_after_04a"] = sorted(r.info.run_id for r in runs)
+            # As if `python -m utils.batch sweep` had made one of them: 04b must list it.
+            swept = next(r for r in runs if r.info.run_name == "lr=0.05")
+            client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
+            client.set_tag(swept.info.run_id, "course.sweep", "test-sweep")
+            client.set_tag(swept.info.run_id, "course.sweep.grid", "learning_rate")
     results["workspace"] = workspace
     return results
 
@@ -75,6 +81,13 @@ def test_04_compares_the_learning_rate_runs(executed):
     table = cell_text(executed["04a"], "order_by=")
     assert "lr=0.05" in table and "lr=0.005" in table and "metrics.val_accuracy" in table
     assert "Figure" in cell_text(executed["04a"], "plot_run_comparison")
+
+
+def test_04_lists_sweep_runs_only_when_there_are_some(executed):
+    assert "no sweep runs in this workspace yet" in cell_text(executed["04a"], "tags.course.sweep")
+    listed = cell_text(executed["04b"], "tags.course.sweep")
+    assert "test-sweep" in listed and "learning_rate" in listed and "lr=0.05" in listed
+    assert "lr=0.005" not in listed
 
 
 def test_04_code_tracking_catches_uncommitted_edits(executed):
