@@ -1,0 +1,208 @@
+"""Notebook 02 run headless by papermill, as a reader with credentials would run it.
+
+What the reader is promised: with well-formed Databricks credentials and no network the
+notebook runs to the end without contacting anything; the token is shown masked and
+appears nowhere else (executed notebook, server logs, workspace files); malformed values
+get a message naming the variable; the course server's passwords are never shown; the
+notebook leaves no server running; and the same notebook runs on PostgreSQL.
+"""
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from utils import remote
+from utils.workspace import Workspace, repo_root
+
+ROOT = repo_root()
+NOTEBOOK = ROOT / "notebooks" / "02_remote_databricks_config.ipynb"
+PAPERMILL = Path(sys.executable).with_name("papermill")
+TOKEN = "dapi" + "0123456789abcdef" * 2  # well-formed, not real (built from parts)
+HOST = "https://dbc-1234abcd-5678.cloud.databricks.com"
+# Variables of the test process that must not leak into the notebook's kernel.
+_CLEARED = ("DATABRICKS_", "MLFLOW_TRACKING_", "COURSE_BACKEND_STORE_URI", "PGPASSWORD")
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Executed:
+    path: Path
+    workspace: Workspace
+
+    @property
+    def text(self) -> str:
+        """The executed notebook file as it is saved (sources, outputs, metadata)."""
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def outputs(self) -> str:
+        notebook = json.loads(self.text)
+        parts = []
+        for cell in notebook["cells"]:
+            for output in cell.get("outputs", []):
+                parts.append("".join(output.get("text", "")))
+                parts.append("".join(output.get("data", {}).get("text/plain", "")))
+                parts.append(output.get("evalue", ""))
+        return "\n".join(parts)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.workspace.logs_dir.glob("*.log")))
+
+    def admin_password(self) -> str:
+        return remote.prepare_basic_auth(self.workspace).admin_password
+
+
+def run_notebook(workspace_dir: Path, output: Path, env: dict, parameters: dict | None = None) -> Executed:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED)}
+    environment.update(env, COURSE_WORKSPACE=str(workspace_dir))
+    command = [str(PAPERMILL), "--cwd", str(NOTEBOOK.parent), "--kernel", "python3", "--log-level", "WARNING"]
+    for name, value in (parameters or {}).items():
+        command += ["-p", name, str(value)]
+    result = subprocess.run(
+        [*command, str(NOTEBOOK), str(output)], env=environment, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, f"notebook 02 failed:\n{result.stderr[-4000:]}"
+    executed = Executed(output, Workspace(workspace_dir.resolve()))
+    assert_no_server_left(executed.workspace)
+    return executed
+
+
+def assert_no_server_left(workspace: Workspace) -> None:
+    listed = subprocess.run(["pgrep", "-af", "mlflow server"], capture_output=True, text=True).stdout
+    mine = [line for line in listed.splitlines() if str(workspace.path) in line]
+    assert mine == [], f"notebook 02 left a server running: {mine}"
+
+
+def student_password_leaks(workspace: Workspace, text: str) -> list[str]:
+    """Words of ``text`` that are the student's password, checked against the hash the
+    server stored (the password itself was only ever in the notebook's kernel)."""
+    from werkzeug.security import check_password_hash
+
+    with sqlite3.connect(workspace.path / "auth" / "basic_auth.db") as db:
+        (password_hash,) = db.execute("SELECT password_hash FROM users WHERE username = 'student'").fetchone()
+    # secrets.token_urlsafe(16) gives 22 characters of the URL-safe alphabet.
+    candidates = set(re.findall(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])", text))
+    return [word for word in candidates if check_password_hash(password_hash, word)]
+
+
+def test_the_student_password_detector_finds_a_leak(tmp_path):
+    from werkzeug.security import generate_password_hash
+
+    (tmp_path / "auth").mkdir()
+    leaked = "Abc_def-ghiJKLmno12345"
+    with sqlite3.connect(tmp_path / "auth" / "basic_auth.db") as db:
+        db.execute("CREATE TABLE users (username TEXT, password_hash TEXT)")
+        db.execute("INSERT INTO users VALUES ('student', ?)", (generate_password_hash(leaked),))
+    workspace = Workspace(tmp_path)
+    assert student_password_leaks(workspace, f'"text": ["password: {leaked}\\n"]') == [leaked]
+    assert student_password_leaks(workspace, "nothing to see: Abc_def-ghiJKLmno12346") == []
+
+
+@pytest.fixture(scope="module")
+def shared_workspace(tmp_path_factory):
+    return tmp_path_factory.mktemp("nb02") / "ws"
+
+
+@pytest.fixture(scope="module")
+def with_credentials(shared_workspace, tmp_path_factory):
+    """A reader with well-formed (fake) Databricks credentials and no network."""
+    output = tmp_path_factory.mktemp("out") / "02-credentials.ipynb"
+    return run_notebook(shared_workspace, output, {"DATABRICKS_HOST": HOST, "DATABRICKS_TOKEN": TOKEN})
+
+
+def test_credentials_are_shown_masked_and_nothing_is_contacted(with_credentials):
+    outputs = with_credentials.outputs
+    assert "Databricks configuration from the environment" in outputs
+    assert f"host         : {HOST}" in outputs and "token        : dapi…cdef" in outputs
+    assert "Not contacting Databricks (check_databricks_connection = False)." in outputs
+
+
+def test_the_token_is_nowhere_in_the_notebook_the_logs_or_the_workspace(with_credentials):
+    assert TOKEN not in with_credentials.text
+    assert remote.find_secrets(with_credentials.text, [TOKEN]) == []
+    assert remote.scan_files([with_credentials.workspace.path], [TOKEN]) == []
+    assert "401" in with_credentials.logs()  # the logs were there to be scanned
+
+
+def test_the_course_server_passwords_are_never_shown(with_credentials):
+    admin = with_credentials.admin_password()
+    findings = remote.find_secrets(with_credentials.text + with_credentials.logs(), [admin])
+    # Only the count is compared, so that a failure does not print the leaked password.
+    leaks = len(student_password_leaks(with_credentials.workspace, with_credentials.text + with_credentials.logs()))
+    assert findings == [] and leaks == 0
+
+
+def test_the_remote_run_the_refusal_and_the_way_back(with_credentials):
+    outputs = with_credentials.outputs
+    assert "401 Unauthorized" in outputs  # the anonymous request
+    assert "user 'student': created" in outputs
+    assert "metrics: {'val_acc': 0.75}" in outputs and "artifact URI: mlflow-artifacts:/" in outputs
+    assert "refused the login (HTTP 401 Unauthorized)" in outputs
+    assert f"tracking URI: {with_credentials.workspace.backend_store_uri}" in outputs
+    assert "server stopped" in outputs
+
+
+def test_malformed_values_get_the_promised_message_on_a_second_run(with_credentials, shared_workspace, tmp_path):
+    # Runs after the first run, in the same workspace: the notebook also runs twice in a row.
+    malformed = TOKEN + "zz"
+    executed = run_notebook(
+        shared_workspace,
+        tmp_path / "02-malformed.ipynb",
+        {"DATABRICKS_HOST": HOST, "DATABRICKS_TOKEN": malformed},
+        {"check_databricks_connection": True},
+    )
+    outputs = executed.outputs
+    assert "DATABRICKS_TOKEN does not look like a Databricks personal access token" in outputs
+    assert "`dapi` followed by 32 hexadecimal characters" in outputs
+    assert "Nothing to check: there is no valid Databricks configuration." in outputs
+    assert "user 'student': updated" in outputs  # the second run reuses the user
+    assert malformed not in executed.text and TOKEN not in executed.text
+    assert remote.scan_files([shared_workspace], [malformed]) == []
+
+
+POSTGRES_URI = os.environ.get("COURSE_TEST_POSTGRES_URI", "")
+
+
+@pytest.mark.skipif(
+    not POSTGRES_URI,
+    reason="no PostgreSQL: run `.ci/postgres.sh start build/postgres.env && source build/postgres.env` "
+    "to set COURSE_TEST_POSTGRES_URI",
+)
+def test_the_notebook_runs_on_postgresql(tmp_path):
+    password = remote.uri_password(POSTGRES_URI)
+    unresolvable = "https://dbc-1234abcd-5678.invalid"
+    executed = run_notebook(
+        tmp_path / "ws",
+        tmp_path / "02-postgres.ipynb",
+        {
+            "COURSE_BACKEND_STORE_URI": POSTGRES_URI,
+            "DATABRICKS_HOST": unresolvable,
+            "DATABRICKS_TOKEN": TOKEN,
+        },
+        {"check_databricks_connection": True},
+    )
+    outputs = executed.outputs
+    assert "backend store: postgresql+psycopg2://" in outputs and ":****@" in outputs
+    assert f"The host name of {unresolvable} could not be resolved" in outputs
+    run_id = re.search(r"run id: +([0-9a-f]{32})", outputs)[1]
+    # The run is in PostgreSQL, not in the workspace's SQLite file.
+    import mlflow
+
+    store = remote.resolve_backend_store("", environ={"COURSE_BACKEND_STORE_URI": POSTGRES_URI})
+    assert mlflow.MlflowClient(tracking_uri=store.uri).get_run(run_id).data.metrics == {"val_acc": 0.75}
+    sqlite_file = executed.workspace.db_path
+    assert not sqlite_file.exists() or run_id.encode() not in sqlite_file.read_bytes()
+    # Its password is nowhere: not in the notebook, not in the logs or other workspace files.
+    # (Findings are computed first: pytest would print a failing call's arguments.)
+    assert password, "COURSE_TEST_POSTGRES_URI should carry a password"
+    in_notebook = remote.find_secrets(executed.text, [password, TOKEN, executed.admin_password()])
+    in_workspace = remote.scan_files([executed.workspace.path], [password, TOKEN])
+    assert in_notebook == [] and in_workspace == []
