@@ -32,7 +32,7 @@ start() {
   local env_file=${1:?usage: $0 start ENV_FILE}
   install
   read -r version name <<<"$(cluster)"
-  as_root pg_ctlcluster "$version" "$name" start 2>/dev/null || true
+  as_root pg_ctlcluster "$version" "$name" start >/dev/null 2>&1 || true  # fine if it runs
   for _ in $(seq 30); do as_postgres pg_isready -q -p "$PORT" && break; sleep 1; done
   as_postgres pg_isready -q -p "$PORT" || { echo "error: PostgreSQL $version/$name did not start" >&2; exit 1; }
 
@@ -57,7 +57,7 @@ SQL
 stop() {
   command -v pg_lsclusters >/dev/null || return 0
   read -r version name <<<"$(cluster)"
-  [ -n "${version:-}" ] && as_root pg_ctlcluster "$version" "$name" stop 2>/dev/null || true
+  [ -n "${version:-}" ] && as_root pg_ctlcluster "$version" "$name" stop >/dev/null 2>&1 || true
   echo "PostgreSQL stopped"
 }
 
