@@ -55,3 +55,28 @@ def test_generated_files_are_what_make_lock_writes(tmp_path):
 def test_environment_yml_lists_each_pin_once():
     text = environment_yml({"a": "1", "b-c": "2"}, "x")
     assert "    - a==1\n    - b-c==2\n" in text
+
+
+def test_binder_installs_the_cpu_build_of_torch():
+    # repo2docker hands the pip section to pip as a requirements file; the option line
+    # comes first so that it applies to every pin below it.
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "binder" / "environment.yml").read_text(encoding="utf-8"))
+    pip_section = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+    assert pip_section[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
+    assert "pip" in spec["dependencies"] and "conda-forge" in spec["channels"]
+
+
+def test_binder_post_build_installs_the_course_package():
+    import os
+    import subprocess
+
+    post_build = ROOT / "binder" / "postBuild"
+    text = post_build.read_text(encoding="utf-8")
+    assert text.startswith("#!/usr/bin/env bash\n") and os.access(post_build, os.X_OK)
+    mode = subprocess.run(["git", "ls-files", "-s", "binder/postBuild"], cwd=ROOT,
+                          capture_output=True, text=True, check=False).stdout
+    assert mode == "" or mode.startswith("100755"), "postBuild must be committed executable"
+    assert "pip install --no-cache-dir --no-deps --no-build-isolation -e ." in text
+    assert "jupyter_serverproxy_servers" in text  # and it checks the MLflow UI entry

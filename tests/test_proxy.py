@@ -1,0 +1,169 @@
+"""JupyterLab serves the MLflow UI at <lab>/mlflow/ (jupyter-server-proxy), as on Binder.
+
+The lab here is a real `jupyter lab` process and the UI a real `mlflow server` that the
+lab starts on the first request. Requests carry the Host and Origin headers of a public
+hub (hub.example.org), as a browser on Binder sends them.
+"""
+
+import re
+import xml.etree.ElementTree as ET
+from importlib.metadata import entry_points
+
+import pytest
+import requests
+
+from utils.lab import (
+    ICON_PATH,
+    LAUNCHER_TITLE,
+    PROXY_NAME,
+    JupyterLabServer,
+    mlflow_server_command,
+    setup_mlflow,
+)
+from utils.workspace import get_workspace, repo_root
+
+PUBLIC_HOST = "hub.example.org"
+MLFLOW_PORT = re.compile(r"\bmlflow server\b.*--port (\d+)")
+
+
+def test_the_lab_finds_the_mlflow_entry_point():
+    found = [ep for ep in entry_points(group="jupyter_serverproxy_servers") if ep.name == PROXY_NAME]
+    assert [ep.value for ep in found] == ["utils.lab:setup_mlflow"], (
+        "the entry point is missing: run `make setup` to reinstall the course package"
+    )
+    assert found[0].load() is setup_mlflow
+
+
+def test_the_entry_is_a_valid_jupyter_server_proxy_server():
+    from jupyter_server_proxy.config import ServerProcess
+
+    process = ServerProcess(name=PROXY_NAME, **setup_mlflow())
+    assert process.timeout >= 60, "MLflow needs more than a few seconds on a fresh store"
+    assert process.launcher_entry.title == LAUNCHER_TITLE == "MLflow UI"
+    assert process.launcher_entry.path_info == "mlflow/"
+    assert process.environment["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    headers = process.request_headers_override
+    assert headers == {"Host": "127.0.0.1:{port}", "Origin": "http://127.0.0.1:{port}"}
+    icon = ET.parse(process.launcher_entry.icon_path).getroot()
+    assert icon.tag == "{http://www.w3.org/2000/svg}svg" and ICON_PATH.stat().st_size < 4000
+
+
+def test_the_command_serves_the_course_workspace_on_loopback(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "ws"))
+    command = mlflow_server_command(port=5123)
+    options = dict(zip(command[2::2], command[3::2]))
+    assert command[0].endswith("mlflow") and command[1] == "server"
+    assert options["--host"] == "127.0.0.1" and options["--port"] == "5123"
+    assert options["--workers"] == "1"
+    workspace = get_workspace()
+    assert options["--backend-store-uri"] == workspace.backend_store_uri
+    assert options["--default-artifact-root"] == str(workspace.artifacts_dir)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("lab-workspace")
+    server = JupyterLabServer(
+        root_dir=repo_root(),
+        env={
+            "COURSE_WORKSPACE": str(workspace),
+            "MLFLOW_TRACKING_URI": "",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+        },
+        # A lab on a hub is reached under the hub's name, not localhost.
+        extra_args=["--ServerApp.allow_remote_access=True"],
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def _proxied(lab, path="", method="GET", **kwargs):
+    headers = {"Host": f"{PUBLIC_HOST}:{lab.port}", **lab.auth_header, **kwargs.pop("headers", {})}
+    return requests.request(
+        method, lab.url(f"{PROXY_NAME}/{path}"), headers=headers, timeout=150, **kwargs
+    )
+
+
+def _mlflow_port(lab):
+    ports = [m.group(1) for c in lab.group_commands() if (m := MLFLOW_PORT.search(c))]
+    assert len(ports) == 1, f"expected one MLflow server in the lab's group: {lab.group_commands()}"
+    return int(ports[0])
+
+
+@pytest.mark.slow
+def test_the_launcher_lists_the_mlflow_ui_tile(lab):
+    info = requests.get(lab.url("server-proxy/servers-info"), headers=lab.auth_header, timeout=10)
+    info.raise_for_status()
+    (entry,) = [s for s in info.json()["server_processes"] if s["name"] == PROXY_NAME]
+    assert entry["launcher_entry"]["title"] == "MLflow UI" and entry["launcher_entry"]["enabled"]
+    icon = requests.get(lab.url(entry["launcher_entry"]["icon_url"]), headers=lab.auth_header,
+                        timeout=10)
+    assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/svg+xml"
+
+
+@pytest.mark.slow
+def test_the_ui_and_its_files_are_served_under_a_public_host(lab):
+    page = _proxied(lab)
+    assert page.status_code == 200, page.text[:500]
+    assert "<title>MLflow</title>" in page.text
+    # The page names its scripts relative to itself, so they resolve under /mlflow/.
+    scripts = re.findall(r'<script[^>]+src="([^"]+)"', page.text)
+    assert scripts and not any(s.startswith("/") for s in scripts), scripts
+    for script in scripts:
+        asset = _proxied(lab, script.removeprefix("./"))
+        assert asset.status_code == 200 and "javascript" in asset.headers["Content-Type"], script
+
+
+@pytest.mark.slow
+def test_the_ui_api_calls_work_from_the_public_origin(lab):
+    # What the UI's own scripts send: a JSON POST with the page's Origin.
+    origin = {"Origin": f"http://{PUBLIC_HOST}:{lab.port}"}
+    found = _proxied(lab, "ajax-api/2.0/mlflow/experiments/search", "POST", headers=origin,
+                     json={"max_results": 10})
+    assert found.status_code == 200, found.text
+    assert [e["name"] for e in found.json()["experiments"]] == ["Default"]
+    runs = _proxied(lab, "ajax-api/2.0/mlflow/runs/search", "POST", headers=origin,
+                    json={"experiment_ids": ["0"]})
+    assert runs.status_code == 200, runs.text
+
+
+@pytest.mark.slow
+def test_the_proxy_needs_the_lab_login(lab):
+    _proxied(lab).raise_for_status()  # the server is up
+    anonymous = requests.get(lab.url(f"{PROXY_NAME}/"), allow_redirects=False, timeout=30)
+    assert anonymous.status_code in (302, 403) and "MLflow" not in anonymous.text
+    # A foreign page's CORS preflight carries no login, so the lab refuses it.
+    preflight = requests.options(
+        lab.url(f"{PROXY_NAME}/ajax-api/2.0/mlflow/experiments/delete"),
+        headers={"Origin": "https://attacker.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"},
+        timeout=30,
+    )
+    assert preflight.status_code == 403
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+
+
+@pytest.mark.slow
+def test_mlflow_keeps_its_own_checks_for_direct_requests(lab):
+    _proxied(lab).raise_for_status()
+    direct = f"http://127.0.0.1:{_mlflow_port(lab)}"
+    assert requests.get(f"{direct}/", timeout=10).status_code == 200
+    foreign_host = requests.get(f"{direct}/", headers={"Host": PUBLIC_HOST}, timeout=10)
+    assert foreign_host.status_code == 403
+    foreign_origin = requests.post(
+        f"{direct}/ajax-api/2.0/mlflow/runs/search", json={"experiment_ids": ["0"]},
+        headers={"Origin": "https://attacker.example"}, timeout=10,
+    )
+    assert foreign_origin.status_code == 403
+
+
+@pytest.mark.slow
+def test_stopping_the_lab_ends_the_mlflow_server(lab):
+    _proxied(lab).raise_for_status()
+    port = _mlflow_port(lab)
+    lab.stop()
+    assert lab.group_commands() == []
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
