@@ -263,6 +263,11 @@ def test_sweep_of_notebook_03_over_a_2x1_grid(tmp_path):
     runs = _sweep_runs(workspace, "sweep-test", "tiny")
     assert sorted(r.info.run_name for r in runs) == ["lr=0.001-strategy=freeze", "lr=0.01-strategy=freeze"]
     assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs)
+    # Notebook 03's "-pinned" twin of each run is not tagged: one row per combination.
+    client = store(workspace)
+    everything = client.search_runs([client.get_experiment_by_name("sweep-test").experiment_id])
+    twins = [r for r in everything if r.info.run_name.endswith("-pinned")]
+    assert len(twins) == 2 and not any("course.sweep" in r.data.tags for r in twins)
     best = max(runs, key=lambda r: r.data.metrics["test_accuracy"])
     ranking = result.stdout.split("(highest first):")[1].splitlines()
     assert ranking[3].split()[1] == best.info.run_name

@@ -563,8 +563,9 @@ def summary_text(results: list[Result], heading: str = "notebook") -> str:
     """The summary table, then what went wrong where, then a one-line verdict."""
     rows = []
     for r in results:
-        runs = "?" if r.run_ids is None else (", ".join(r.run_ids) or "-")
-        rows.append([r.label or r.notebook.name, r.status, _duration(r.seconds) if r.seconds else "-", runs])
+        runs = ["?"] if r.run_ids is None else (r.run_ids or ["-"])
+        rows.append([r.label or r.notebook.name, r.status, _duration(r.seconds) if r.seconds else "-", runs[0]])
+        rows += [["", "", "", run_id] for run_id in runs[1:]]  # one run id a line
     parts = [format_table(rows, [heading, "status", "time", "MLflow runs"])]
     for r in results:
         if r.status in ("failed", "timeout", "interrupted"):
@@ -796,28 +797,33 @@ def command_sweep(args) -> int:
           f"{args.experiment!r}, tagged {SWEEP_TAG}={sweep_name}")
 
     store = RunStore(Workspace(workspace_path()).tracking_uri, notebook.parent)
+    tagged: list[str] = []
 
     def tag(job: Result, _store: RunStore) -> None:
-        for run_id in job.run_ids or []:
-            store.client.set_tag(run_id, SWEEP_TAG, sweep_name)
-            store.client.set_tag(run_id, SWEEP_GRID_TAG, ",".join(grid))
+        # The run named after the combination; notebook 03 also makes a "-pinned" twin of
+        # it, which would show every combination twice. Without such a run: all it made.
+        runs = [store.client.get_run(run_id) for run_id in job.run_ids or []]
+        chosen = [run for run in runs if run.info.run_name == job.label] or runs
+        for run in chosen:
+            store.client.set_tag(run.info.run_id, SWEEP_TAG, sweep_name)
+            store.client.set_tag(run.info.run_id, SWEEP_GRID_TAG, ",".join(grid))
+            tagged.append(run.info.run_id)
 
     summary = options.output / "summary.json"
     completed = execute_all(jobs, options, fresh=False, what="run", after_each=tag)
     print()
     print(summary_text(jobs, heading="run"))
     print()
-    print(ranking_text(store, jobs, args.metric, descending=args.order == "desc"))
+    print(ranking_text(store, tagged, args.metric, descending=args.order == "desc"))
     write_summary(jobs, summary, command="sweep", sweep=sweep_name, experiment=args.experiment,
                   tag=SWEEP_TAG, grid=grid, metric=args.metric)
     print(f"executed notebooks are in {options.output}/")
     return _exit_code(jobs, completed)
 
 
-def ranking_text(store: RunStore, jobs: list[Result], metric: str,
-                 descending: bool = True) -> str:
-    """The sweep's runs ranked by ``metric``; runs without it come last."""
-    runs = [store.client.get_run(run_id) for job in jobs for run_id in job.run_ids or []]
+def ranking_text(store: RunStore, run_ids: list[str], metric: str, descending: bool = True) -> str:
+    """The runs ranked by ``metric``; runs without it come last."""
+    runs = [store.client.get_run(run_id) for run_id in run_ids]
     if not runs:
         return "The sweep made no MLflow runs."
     with_metric = [r for r in runs if metric in r.data.metrics]
@@ -906,8 +912,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="one training run per combination of a parameter grid, ranked by a metric",
         description=_wrap("Run the training notebook once per combination of --grid values, all into "
                     "one experiment, each run named after its values (e.g. lr=0.001-strategy=freeze)"
-                    f" and tagged {SWEEP_TAG}=<sweep name> and {SWEEP_GRID_TAG}=<varied parameters>; "
-                    "then rank the runs by --metric. Runs go to the shared course workspace; "
+                    f"; that run is tagged {SWEEP_TAG}=<sweep name> and {SWEEP_GRID_TAG}=<varied "
+                    "parameters> (other runs the notebook makes are not), then the runs are ranked "
+                    "by --metric. Runs go to the shared course workspace; "
                     "executed copies to OUTPUT/sweeps/<sweep name>/."),
         epilog=PARAMETER_HELP + "\nExample:\n  python -m utils.batch sweep --params params/ci.yml "
                "--grid learning_rate=0.001,0.01 --grid strategy=freeze\n")
