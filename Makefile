@@ -7,8 +7,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 COURSE_OUTPUT ?= build/executed
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
-export COURSE_OUTPUT
+# Notebook parameters for `make course`, e.g. COURSE_PARAMS=params/ci.yml (tiny sizes).
+COURSE_PARAMS ?=
+export COURSE_OUTPUT COURSE_PARAMS
 
 .PHONY: help setup course test lab lock clean-workspace
 
@@ -29,12 +30,7 @@ setup: $(BIN)/.installed ## make .venv with the pinned environment and the utils
 	@echo "environment ready: $(VENV) ($$($(BIN)/python -c 'import mlflow; print("mlflow", mlflow.__version__)'))"
 
 course: setup ## execute every notebook in order on the default store into $(COURSE_OUTPUT)
-	@mkdir -p $(COURSE_OUTPUT)
-	@set -e; for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb"; \
-	  $(BIN)/papermill --cwd notebooks --kernel python3 --log-level WARNING "$$nb" "$(COURSE_OUTPUT)/$$(basename $$nb)"; \
-	done
-	@echo "executed notebooks are in $(COURSE_OUTPUT)/"
+	$(BIN)/python -m utils.batch run --output "$(COURSE_OUTPUT)" $(if $(COURSE_PARAMS),--params "$(COURSE_PARAMS)")
 
 test: setup ## run the unit tests and the notebook checks
 	$(BIN)/python -m pytest
