@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -64,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                       HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
-    scratch = tempfile.TemporaryDirectory(prefix="mlflow-course-")
-    base = Path(scratch.name)
+    base = Path(tempfile.mkdtemp(prefix="mlflow-course-"))
     os.environ["COURSE_WORKSPACE"] = str(args.workspace or base / "workspace")
     workspace = get_workspace()
     started = time.monotonic()
@@ -87,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.keep_workspace:
             print(f"workspace kept in {workspace.path}")
-            scratch._finalizer.detach()  # noqa: SLF001 - keep it on purpose
         else:
-            scratch.cleanup()
+            shutil.rmtree(base, ignore_errors=True)
 
     FIGURES.mkdir(parents=True, exist_ok=True)
     for name, png in shots.items():

@@ -56,7 +56,7 @@ def lab(workspace):
     server.start()
     yield server
     server.stop()
-    assert server.group_commands() == [], "the lab left processes behind"
+    assert server.running_commands() == [], "the lab left processes behind"
 
 
 @pytest.fixture
@@ -122,6 +122,8 @@ def test_the_course_in_jupyterlab_with_the_mlflow_ui(lab, browser, workspace):
     title = wait.until(EC.visibility_of_element_located(
         (By.CSS_SELECTOR, ".jp-RenderedMarkdown h1")))
     assert "Setting up MLflow locally" in title.text
+    # Its kernel starts; stopping the lab must end it too (see the fixture).
+    wait.until(lambda _: any("ipykernel" in c for c in lab.running_commands()))
     _screenshot(browser, "3_notebook_01.png")
     lab_checked = time.monotonic() - started
 

@@ -87,8 +87,8 @@ def _proxied(lab, path="", method="GET", **kwargs):
 
 
 def _mlflow_port(lab):
-    ports = [m.group(1) for c in lab.group_commands() if (m := MLFLOW_PORT.search(c))]
-    assert len(ports) == 1, f"expected one MLflow server in the lab's group: {lab.group_commands()}"
+    ports = [m.group(1) for c in lab.running_commands() if (m := MLFLOW_PORT.search(c))]
+    assert len(ports) == 1, f"expected one MLflow server of the lab: {lab.running_commands()}"
     return int(ports[0])
 
 
@@ -164,6 +164,6 @@ def test_stopping_the_lab_ends_the_mlflow_server(lab):
     _proxied(lab).raise_for_status()
     port = _mlflow_port(lab)
     lab.stop()
-    assert lab.group_commands() == []
+    assert lab.running_commands() == []
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/health", timeout=5)

@@ -122,6 +122,7 @@ class JupyterLabServer:
         #: The lab's process group; kept after stop() to check that nothing outlived it.
         self.pgid: int | None = None
         self._private: tempfile.TemporaryDirectory | None = None
+        self._marker: str | None = None
         self.log_path: Path | None = None
 
     def url(self, path: str = "", host: str = DEFAULT_HOST) -> str:
@@ -146,6 +147,7 @@ class JupyterLabServer:
         self.port = self.requested_port or find_free_port()
         self._private = tempfile.TemporaryDirectory(prefix="course-lab-")
         private = Path(self._private.name)
+        self._marker = str(private)
         env = {
             **os.environ,
             "JUPYTER_CONFIG_DIR": str(private / "config"),
@@ -189,22 +191,36 @@ class JupyterLabServer:
         process, self.process = self.process, None
         if process is not None:
             if process.poll() is None:
+                # The lab shuts its kernels down and ends the proxied MLflow server.
                 _signal_group(process.pid, signal.SIGTERM)
                 try:
                     process.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
                     pass
-            # What is left of the group after a graceful stop is ended outright.
+            # Whatever is left after a graceful stop is ended outright.
             _signal_group(process.pid, signal.SIGKILL)
             process.wait(timeout=timeout)
-            self._wait_for_group_to_end(process.pid, timeout)
+            # Kernels left by a lab that could not shut them down get the same treatment.
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                deadline = time.monotonic() + timeout / 2
+                while (left := _processes(self.pgid, self._marker)) and time.monotonic() < deadline:
+                    for pid, _ in left:
+                        _signal(pid, sig)
+                    time.sleep(0.2)
         if self._private is not None:
             self._private.cleanup()
             self._private = None
 
-    def group_commands(self) -> list[str]:
-        """Command lines of the lab's process group (the lab, kernels, MLflow ...) still alive."""
-        return _group_commands(self.pgid) if self.pgid is not None else []
+    def running_commands(self) -> list[str]:
+        """Command lines still alive of the lab and what it started (kernels, MLflow ...).
+
+        The lab's process group holds the lab and the MLflow server; kernels run in
+        sessions of their own and are known by the lab's private runtime folder, which
+        their command lines name.
+        """
+        if self.pgid is None:
+            return []
+        return [command for _, command in _processes(self.pgid, self._marker)]
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the lab's log."""
@@ -240,13 +256,6 @@ class JupyterLabServer:
             f"The end of its log:\n{log}"
         )
 
-    @staticmethod
-    def _wait_for_group_to_end(pgid: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while _group_commands(pgid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-
 def _write_lab_settings(settings_dir: Path, plugins: dict[str, dict[str, Any]]) -> None:
     """User settings of JupyterLab plugins, e.g. ``{"docmanager-extension/plugin": {...}}``."""
     for plugin, values in plugins.items():
@@ -255,17 +264,30 @@ def _write_lab_settings(settings_dir: Path, plugins: dict[str, dict[str, Any]]) 
         path.write_text(json.dumps(values), encoding="utf-8")
 
 
-def _group_commands(pgid: int) -> list[str]:
-    """Live members of a process group (zombies, already ended, are left out)."""
+def _processes(pgid: int, marker: str | None) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of live processes in group ``pgid`` or naming ``marker``."""
     listing = subprocess.run(
-        ["ps", "-e", "-ww", "-o", "pgid=,stat=,args="], capture_output=True, text=True, check=False
+        ["ps", "-e", "-ww", "-o", "pid=,pgid=,stat=,args="],
+        capture_output=True, text=True, check=False,
     ).stdout
-    members = []
+    found = []
     for line in listing.splitlines():
-        fields = line.split(None, 2)
-        if len(fields) == 3 and fields[0] == str(pgid) and not fields[1].startswith("Z"):
-            members.append(fields[2])
-    return members
+        fields = line.split(None, 3)
+        if len(fields) < 4 or fields[2].startswith("Z"):  # a zombie has ended already
+            continue
+        pid, group, _, command = fields
+        if int(pid) != os.getpid() and (
+            group == str(pgid) or (marker and marker in command)
+        ):
+            found.append((int(pid), command))
+    return found
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
