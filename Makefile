@@ -11,7 +11,7 @@ COURSE_OUTPUT ?= build/executed
 COURSE_PARAMS ?=
 export COURSE_OUTPUT COURSE_PARAMS
 
-.PHONY: help setup course test lab lock clean-workspace
+.PHONY: help setup course test lab bench figures lock clean-workspace
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test: setup ## run the unit tests and the notebook checks
 
 lab: setup ## open the course in JupyterLab
 	$(BIN)/jupyter lab notebooks/01_local_setup.ipynb
+
+figures: setup ## photograph the MLflow UI for the notebooks (needs chromium: .ci/browser.sh)
+	$(BIN)/python scripts/figures.py
 
 lock: ## recompile requirements.txt from requirements.in and regenerate the conda files
 	$(BIN)/python -m pip install --quiet pip-tools
