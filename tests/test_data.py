@@ -57,6 +57,15 @@ def test_course_data_dir_is_used_and_counted(small_data):
     assert small_data.counts["train"] == {"negative": 10, "positive": 10}
 
 
+def test_a_relative_course_data_dir_is_found_from_the_course_folder(tmp_path, monkeypatch):
+    folder = write_splits(tmp_path / "imdb")
+    elsewhere = tmp_path / "deep" / "er"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)  # like a kernel started in notebooks/
+    monkeypatch.setenv("COURSE_DATA_DIR", os.path.relpath(folder, data.repo_root()))
+    assert data.find_imdb(download=False).path == folder.resolve()
+
+
 def test_missing_folder_named_by_course_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(CourseError, match=r"COURSE_DATA_DIR=.*nowhere.*does not exist.*export COURSE_DATA_DIR="):

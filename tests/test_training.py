@@ -4,12 +4,14 @@ One tiny run (40/20/20 reviews) is trained once for the whole module, in an empt
 workspace, through ``ensure_example_run`` - the same call later notebooks make.
 """
 
+import contextlib
 import os
 import time
 
 import mlflow
 import pandas as pd
 import pytest
+from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
 import utils
 from utils import training
@@ -121,26 +123,31 @@ def test_pinned_requirements_name_what_loading_needs():
 
 
 # -- one real run, shared by the tests below ---------------------------------------------------
+@contextlib.contextmanager
+def workspace_store(workspace):
+    """Point this process at ``workspace``'s store; restore MLflow and the environment after.
+
+    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``, which later
+    subprocesses (notebook kernels) would inherit: the old value is put back.
+    """
+    was_set, saved_uri = is_tracking_uri_set(), mlflow.get_tracking_uri()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_WORKSPACE", str(workspace))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield utils.use_workspace()
+        mlflow.set_tracking_uri(saved_uri if was_set else None)
+
+
 @pytest.fixture(scope="module")
 def example_run(tmp_path_factory):
     """``ensure_example_run`` in an empty workspace; yields (run_id, workspace, seconds)."""
     if not os.environ.get("COURSE_DATA_DIR"):
         pytest.skip("COURSE_DATA_DIR is not set")
     workspace = tmp_path_factory.mktemp("example-ws")
-    saved = {k: os.environ.get(k) for k in ("COURSE_WORKSPACE", "MLFLOW_TRACKING_URI")}
-    saved_uri = mlflow.get_tracking_uri()
-    os.environ["COURSE_WORKSPACE"] = str(workspace)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    utils.use_workspace()
-    started = time.monotonic()
-    run_id = utils.ensure_example_run(**TINY)
-    yield run_id, workspace, time.monotonic() - started
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    mlflow.set_tracking_uri(saved_uri)
+    with workspace_store(workspace):
+        started = time.monotonic()
+        run_id = utils.ensure_example_run(**TINY)
+        yield run_id, workspace, time.monotonic() - started
 
 
 @pytest.mark.slow
@@ -220,13 +227,10 @@ def test_predictions_agree_with_the_logged_test_accuracy_and_flash(example_run, 
 
 
 @pytest.fixture
-def empty_store(tmp_path, monkeypatch):
-    """An empty workspace store for one test; the previous tracking URI is restored."""
-    saved_uri = mlflow.get_tracking_uri()
-    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield utils.use_workspace()
-    mlflow.set_tracking_uri(saved_uri)
+def empty_store(tmp_path):
+    """An empty workspace store for one test."""
+    with workspace_store(tmp_path) as workspace:
+        yield workspace
 
 
 def test_predictions_need_a_loadable_model(empty_store):

@@ -113,12 +113,22 @@ def validate_imdb_folder(path: Path | str) -> ImdbFolder:
 
 
 # -- finding or downloading the data ----------------------------------------------------
+def _configured_folder(configured: str) -> Path:
+    """``COURSE_DATA_DIR`` as a folder; a relative one is looked up from the working
+    directory, then from the course folder (notebooks run inside ``notebooks/``)."""
+    path = Path(configured).expanduser()
+    if path.is_absolute() or path.is_dir():
+        return path
+    from_course = repo_root() / path
+    return from_course if from_course.is_dir() else path
+
+
 def find_imdb(download: bool = True) -> ImdbFolder:
     """The IMDB data: ``COURSE_DATA_DIR``, else ``<course>/data/imdb``, else downloaded there."""
     configured = os.environ.get(DATA_DIR_ENV, "").strip()
     if configured:
         try:
-            return validate_imdb_folder(configured)
+            return validate_imdb_folder(_configured_folder(configured))
         except CourseError as error:
             raise CourseError(
                 f"{DATA_DIR_ENV}={configured} does not point at a usable copy of the data: "

@@ -52,8 +52,6 @@ STRATEGY_EXAMPLES = {
     "unfreeze_milestones": "('unfreeze_milestones', ((1, 2), 2)): unfreeze 2 layers at "
     "epoch 1 and all at epoch 2",
 }
-LABELS = ("negative", "positive")
-
 
 # -- parameters ---------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -362,11 +360,11 @@ def logged_model_of_run(run_id: str, client=None):
     client = client or mlflow.MlflowClient()
     run = client.get_run(run_id)
     outputs = run.outputs.model_outputs if run.outputs else []
-    for output in outputs:
-        model = client.get_logged_model(output.model_id)
-        if model.status == "READY" or str(model.status).endswith("READY"):
-            return model
-    return None
+    ready = [client.get_logged_model(output.model_id) for output in outputs]
+    ready = [model for model in ready if str(model.status).upper().endswith("READY")]
+    # Autologging names its model "model"; prefer it if a run logged several.
+    ready.sort(key=lambda model: model.name != "model")
+    return ready[0] if ready else None
 
 
 @contextlib.contextmanager
@@ -391,14 +389,15 @@ def find_example_run(experiment_name: str = DEFAULTS["experiment_name"],
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return None
+    by_name = "" if "'" in run_name else f"attributes.run_name = '{run_name}' and "
     runs = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"attributes.run_name = '{run_name}' and attributes.status = 'FINISHED'",
+        filter_string=f"{by_name}attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
-        max_results=50,
+        max_results=1000,
     )
     for run in runs:
-        if logged_model_of_run(run.info.run_id, client) is not None:
+        if run.info.run_name == run_name and logged_model_of_run(run.info.run_id, client) is not None:
             return run.info.run_id
     return None
 
