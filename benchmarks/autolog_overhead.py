@@ -10,9 +10,12 @@ Trains the same run (notebook 03's defaults, same seed) several times in one pro
                versions, no inference): what notebook 03 shows second.
 
 The variants are interleaved (plain, chapter, pinned, plain, ...) so that a burst of load
-from other programs hits them alike; the script prints each run and the medians. Wall
-time is what a reader waits; CPU time (this process plus its children) is less sensitive
-to other programs sharing the machine.
+from other programs hits them alike. The trainer's stopwatch (utils.training.make_trainer)
+times Lightning's fit and test loops; MLflow's cost is measured as the time a run spends
+outside them (model summary, model, requirements), compared with the plain runs, which is
+far less sensitive to other programs than the difference of two total times. MLflow's
+small work inside the loops (parameters at the start, metrics once per epoch) is not
+separated; the total wall times are printed too.
 
     COURSE_DATA_DIR=/path/to/imdb .venv/bin/python benchmarks/autolog_overhead.py [--rounds 2]
 
