@@ -19,14 +19,16 @@ separated; the total wall times are printed too.
 
     COURSE_DATA_DIR=/path/to/imdb .venv/bin/python benchmarks/autolog_overhead.py [--rounds 2]
 
-It records into a temporary workspace, never the course's own.
+It records into a temporary workspace, never the course's own, and deletes it at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -76,7 +78,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="runs of each variant")
     args = parser.parse_args()
 
-    os.environ["COURSE_WORKSPACE"] = tempfile.mkdtemp(prefix="bench-autolog-")
+    workspace = tempfile.mkdtemp(prefix="bench-autolog-")
+    atexit.register(shutil.rmtree, workspace, ignore_errors=True)  # ~0.5 GB of models
+    os.environ["COURSE_WORKSPACE"] = workspace
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     import logging
 

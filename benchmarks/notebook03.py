@@ -10,13 +10,15 @@ the whole transformer fine-tuned on more reviews (target: test accuracy >= 0.80)
 Any ``-p name value`` pairs are passed to papermill as parameters (values are YAML).
 
 The notebook records into a temporary workspace, never the course's own; the executed
-copy is written next to it and its path printed.
+copy is written next to it and its path printed (the logged models are deleted unless
+``--keep`` is given).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -62,6 +64,7 @@ def cell_lines(notebook, needle: str, prefix: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accurate", action="store_true", help="the >= 0.80 accuracy configuration")
+    parser.add_argument("--keep", action="store_true", help="keep the logged models of the runs")
     parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     args = parser.parse_args()
 
@@ -100,6 +103,8 @@ def main() -> None:
         verdict = "reaches" if accuracy >= TARGET_ACCURACY else "below"
         print(f"run {run.info.run_name:<20} test_accuracy {accuracy:.3f} ({verdict} {TARGET_ACCURACY:.2f})")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+    if not args.keep:
+        shutil.rmtree(workspace / "artifacts", ignore_errors=True)  # the models, ~0.2 GB
     print(f"executed notebook: {output}")
 
 
