@@ -38,6 +38,11 @@ test: setup ## run the unit tests and the notebook checks
 lab: setup ## open the course in JupyterLab
 	$(BIN)/jupyter lab notebooks/01_local_setup.ipynb
 
+bench: setup ## notebook 03 benchmarks: time, autologging overhead, accuracy (about 25 min on 2 cores)
+	$(BIN)/python benchmarks/notebook03.py
+	$(BIN)/python benchmarks/autolog_overhead.py --rounds 3
+	$(BIN)/python benchmarks/notebook03.py --accurate
+
 figures: setup ## photograph the MLflow UI for the notebooks (needs chromium: .ci/browser.sh)
 	$(BIN)/python scripts/figures.py
 

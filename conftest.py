@@ -24,6 +24,9 @@ def pytest_runtest_setup(item):
     workspace = tempfile.mkdtemp(prefix=f"course-ws-{notebook.path.stem}-")
     _workspaces.append(workspace)
     os.environ["COURSE_WORKSPACE"] = workspace
+    # Earlier tests may have exported MLFLOW_TRACKING_URI (mlflow.set_tracking_uri does).
+    for key in ("MLFLOW_TRACKING_URI", "_COURSE_SET_TRACKING_URI", "_MLFLOW_SERVER_ARTIFACT_ROOT"):
+        os.environ.pop(key, None)
 
 
 def pytest_sessionfinish(session):

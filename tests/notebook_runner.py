@@ -13,6 +13,11 @@ from utils.workspace import repo_root
 NOTEBOOKS = repo_root() / "notebooks"
 
 
+# Variables the kernel must not inherit from this test process: MLflow 3's
+# set_tracking_uri exports MLFLOW_TRACKING_URI, which would override the workspace.
+_NOT_INHERITED = ("MLFLOW_TRACKING_URI", "_COURSE_SET_TRACKING_URI", "_MLFLOW_SERVER_ARTIFACT_ROOT")
+
+
 def run_notebook(name: str, output_dir: Path, workspace: Path, **parameters):
     """Execute ``notebooks/<name>`` with papermill in ``workspace``; return the executed notebook.
 
@@ -20,6 +25,7 @@ def run_notebook(name: str, output_dir: Path, workspace: Path, **parameters):
     kept in ``output_dir`` either way.
     """
     output = output_dir / name
+    saved = {key: os.environ.pop(key) for key in _NOT_INHERITED if key in os.environ}
     previous = os.environ.get("COURSE_WORKSPACE")
     os.environ["COURSE_WORKSPACE"] = str(workspace)
     try:
@@ -36,6 +42,7 @@ def run_notebook(name: str, output_dir: Path, workspace: Path, **parameters):
             os.environ.pop("COURSE_WORKSPACE", None)
         else:
             os.environ["COURSE_WORKSPACE"] = previous
+        os.environ.update(saved)
     return nbformat.read(output, as_version=4)
 
 

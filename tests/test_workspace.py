@@ -73,3 +73,22 @@ def test_use_workspace_keeps_runs_and_artifacts_inside(tmp_path, monkeypatch):
     assert artifact_uri.startswith(str(workspace.artifacts_dir))
     assert not (tmp_path / "mlruns").exists()
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_switching_workspaces_in_one_process_follows_course_workspace(tmp_path, monkeypatch):
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; that must not pin the first store.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    previous = mlflow.get_tracking_uri()
+    try:
+        monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "a"))
+        first = use_workspace()
+        monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "b"))
+        second = use_workspace()
+        assert mlflow.get_tracking_uri() == second.backend_store_uri != first.backend_store_uri
+        # A URI the reader sets afterwards still wins.
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+        assert get_workspace().tracking_uri == "http://127.0.0.1:5999"
+    finally:
+        mlflow.set_tracking_uri(previous)
+        os.environ.pop("_MLFLOW_SERVER_ARTIFACT_ROOT", None)
+        os.environ.pop("_COURSE_SET_TRACKING_URI", None)

@@ -18,6 +18,9 @@ from utils.errors import CourseError
 
 WORKSPACE_ENV = "COURSE_WORKSPACE"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+# ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI (MLflow 3), so the course
+# notes the value it set itself; only a different value is the reader's own choice.
+_COURSE_SET_URI_ENV = "_COURSE_SET_TRACKING_URI"
 # The variable MLflow's own server sets for its workers so that experiments created
 # through a SQL store get the server's artifact root. Setting it in the notebook
 # process gives experiments made by ``mlflow.set_experiment`` the same root, instead of
@@ -56,12 +59,19 @@ class Workspace:
     @property
     def tracking_uri(self) -> str:
         """``MLFLOW_TRACKING_URI`` when the reader set it, else this workspace's store."""
-        explicit = os.environ.get(TRACKING_URI_ENV, "").strip()
-        return explicit or self.backend_store_uri
+        return readers_tracking_uri() or self.backend_store_uri
 
     @property
     def uses_explicit_tracking_uri(self) -> bool:
-        return bool(os.environ.get(TRACKING_URI_ENV, "").strip())
+        return bool(readers_tracking_uri())
+
+
+def readers_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if the reader set it (not the course), else ``""``."""
+    value = os.environ.get(TRACKING_URI_ENV, "").strip()
+    if value and value == os.environ.get(_COURSE_SET_URI_ENV):
+        return ""
+    return value
 
 
 def workspace_path() -> Path:
@@ -92,7 +102,10 @@ def use_workspace() -> Workspace:
 
     workspace = get_workspace()
     os.environ[_ARTIFACT_ROOT_ENV] = str(workspace.artifacts_dir)
-    mlflow.set_tracking_uri(workspace.tracking_uri)
+    uri, readers_own = workspace.tracking_uri, workspace.uses_explicit_tracking_uri
+    mlflow.set_tracking_uri(uri)
+    if not readers_own:
+        os.environ[_COURSE_SET_URI_ENV] = uri
     return workspace
 
 
