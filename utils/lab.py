@@ -28,7 +28,7 @@ from typing import Any
 import requests
 
 from utils.errors import CourseError
-from utils.tracking import DEFAULT_HOST, TrackingServer, find_free_port
+from utils.tracking import DEFAULT_HOST, TrackingServer, find_free_port, signal_process_group
 from utils.workspace import Workspace, get_workspace
 
 #: The path under the lab where the UI is served: ``<lab>/mlflow/``.
@@ -192,13 +192,13 @@ class JupyterLabServer:
         if process is not None:
             if process.poll() is None:
                 # The lab shuts its kernels down and ends the proxied MLflow server.
-                _signal_group(process.pid, signal.SIGTERM)
+                signal_process_group(process.pid, signal.SIGTERM)
                 try:
                     process.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
                     pass
             # Whatever is left after a graceful stop is ended outright.
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_process_group(process.pid, signal.SIGKILL)
             process.wait(timeout=timeout)
             # Kernels left by a lab that could not shut them down get the same treatment.
             for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -286,13 +286,6 @@ def _processes(pgid: int, marker: str | None) -> list[tuple[int, str]]:
 def _signal(pid: int, sig: signal.Signals) -> None:
     try:
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 

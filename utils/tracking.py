@@ -186,14 +186,14 @@ class TrackingServer:
         if process is None:
             return
         if process.poll() is None:
-            _signal_group(process.pid, signal.SIGTERM)
+            signal_process_group(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                _signal_group(process.pid, signal.SIGKILL)
+                signal_process_group(process.pid, signal.SIGKILL)
                 process.wait(timeout=timeout)
         # Workers left in the group after the leader exits are ended too.
-        _signal_group(process.pid, signal.SIGKILL)
+        signal_process_group(process.pid, signal.SIGKILL)
 
     def __enter__(self) -> TrackingServer:
         return self.start()
@@ -269,7 +269,8 @@ def _terminate_with_parent() -> None:
         pass
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
+def signal_process_group(pid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to the process group led by ``pid``; a group already gone is fine."""
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
