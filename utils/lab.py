@@ -28,7 +28,13 @@ from typing import Any
 import requests
 
 from utils.errors import CourseError
-from utils.tracking import DEFAULT_HOST, TrackingServer, find_free_port, signal_process_group
+from utils.tracking import (
+    DEFAULT_HOST,
+    TrackingServer,
+    file_tail,
+    find_free_port,
+    signal_process_group,
+)
 from utils.workspace import Workspace, get_workspace
 
 #: The path under the lab where the UI is served: ``<lab>/mlflow/``.
@@ -224,10 +230,7 @@ class JupyterLabServer:
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the lab's log."""
-        if not self.log_path or not self.log_path.exists():
-            return "(no log)"
-        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        return file_tail(self.log_path, lines)
 
     def __enter__(self) -> JupyterLabServer:
         return self.start()

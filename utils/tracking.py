@@ -32,6 +32,14 @@ DEFAULT_PORT = 5000
 _running: set[TrackingServer] = set()
 
 
+def file_tail(path: Path | None, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file, or ``"(no log)"`` when there is none."""
+    if not path or not path.exists():
+        return "(no log)"
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
 def find_free_port(host: str = DEFAULT_HOST) -> int:
     """A TCP port on ``host`` that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -208,10 +216,7 @@ class TrackingServer:
     # -- helpers --------------------------------------------------------------------
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the server's log file."""
-        if not self.log_path or not self.log_path.exists():
-            return "(no log)"
-        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        return file_tail(self.log_path, lines)
 
     def _check_port(self) -> None:
         if port_is_free(self.port, self.host):
