@@ -10,6 +10,8 @@ import tempfile
 
 import pytest
 
+from utils.workspace import PROCESS_VARIABLES
+
 _current_notebook = None
 _workspaces: list[str] = []
 
@@ -25,7 +27,7 @@ def pytest_runtest_setup(item):
     _workspaces.append(workspace)
     os.environ["COURSE_WORKSPACE"] = workspace
     # Earlier tests may have exported MLFLOW_TRACKING_URI (mlflow.set_tracking_uri does).
-    for key in ("MLFLOW_TRACKING_URI", "_COURSE_SET_TRACKING_URI", "_MLFLOW_SERVER_ARTIFACT_ROOT"):
+    for key in PROCESS_VARIABLES:
         os.environ.pop(key, None)
 
 

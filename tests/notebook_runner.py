@@ -1,34 +1,62 @@
-"""Run a course notebook headless with papermill, as `make course` does, for the tests."""
+"""Test helpers: run a course notebook headless with papermill, and use a temporary store."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
+import mlflow
 import nbformat
 import papermill
+from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
-from utils.workspace import repo_root
+from utils.workspace import PROCESS_VARIABLES, repo_root, use_workspace
 
 NOTEBOOKS = repo_root() / "notebooks"
 
 
-# Variables the kernel must not inherit from this test process: MLflow 3's
-# set_tracking_uri exports MLFLOW_TRACKING_URI, which would override the workspace.
-_NOT_INHERITED = ("MLFLOW_TRACKING_URI", "_COURSE_SET_TRACKING_URI", "_MLFLOW_SERVER_ARTIFACT_ROOT")
+@contextlib.contextmanager
+def course_environment(workspace: Path):
+    """``COURSE_WORKSPACE=workspace`` and none of ``PROCESS_VARIABLES`` while inside; then
+    every one of these variables is put back as it was (set or not).
+
+    ``use_workspace`` (through ``mlflow.set_tracking_uri``) exports variables that later
+    tests and their notebook kernels would otherwise inherit.
+    """
+    keys = ("COURSE_WORKSPACE", *PROCESS_VARIABLES)
+    saved = {key: os.environ.pop(key, None) for key in keys}
+    os.environ["COURSE_WORKSPACE"] = str(workspace)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def workspace_store(workspace: Path):
+    """Point this process at ``workspace``'s store; put MLflow and the environment back after."""
+    was_set, saved_uri = is_tracking_uri_set(), mlflow.get_tracking_uri()
+    with course_environment(workspace):
+        try:
+            yield use_workspace()
+        finally:
+            mlflow.set_tracking_uri(saved_uri if was_set else None)
 
 
 def run_notebook(name: str, output_dir: Path, workspace: Path, **parameters):
     """Execute ``notebooks/<name>`` with papermill in ``workspace``; return the executed notebook.
 
-    Raises papermill's PapermillExecutionError when a cell fails; the executed copy is
-    kept in ``output_dir`` either way.
+    The kernel records into ``workspace`` only, whatever this process points at. Raises
+    papermill's PapermillExecutionError when a cell fails; the executed copy is kept in
+    ``output_dir`` either way.
     """
     output = output_dir / name
-    saved = {key: os.environ.pop(key) for key in _NOT_INHERITED if key in os.environ}
-    previous = os.environ.get("COURSE_WORKSPACE")
-    os.environ["COURSE_WORKSPACE"] = str(workspace)
-    try:
+    with course_environment(workspace):
         papermill.execute_notebook(
             str(NOTEBOOKS / name),
             str(output),
@@ -37,12 +65,6 @@ def run_notebook(name: str, output_dir: Path, workspace: Path, **parameters):
             kernel_name="python3",
             progress_bar=False,
         )
-    finally:
-        if previous is None:
-            os.environ.pop("COURSE_WORKSPACE", None)
-        else:
-            os.environ["COURSE_WORKSPACE"] = previous
-        os.environ.update(saved)
     return nbformat.read(output, as_version=4)
 
 

@@ -5,6 +5,7 @@ import subprocess
 import mlflow
 import pytest
 
+from tests.notebook_runner import workspace_store
 from utils.code_tracking import git_state, log_code_state
 from utils.errors import CourseError
 
@@ -17,19 +18,11 @@ def git(repo, *args):
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def store(tmp_path):
     """A real SQLite tracking store in a temporary course workspace."""
-    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "ws"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    # use_workspace() sets this variable; monkeypatch puts the old value back afterwards.
-    monkeypatch.setenv("_MLFLOW_SERVER_ARTIFACT_ROOT", "")
-    previous = mlflow.get_tracking_uri()
-    from utils.workspace import use_workspace
-
-    workspace = use_workspace()
-    mlflow.set_experiment("code-tracking-test")
-    yield workspace
-    mlflow.set_tracking_uri(previous)
+    with workspace_store(tmp_path / "ws") as workspace:
+        mlflow.set_experiment("code-tracking-test")
+        yield workspace
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import mlflow  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.notebook_runner import workspace_store  # noqa: E402
 from utils import inspection  # noqa: E402
 from utils.errors import CourseError  # noqa: E402
 
@@ -17,28 +18,18 @@ EXPERIMENT = "inspection-test"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """A fresh course workspace holding one run that logged a pickled torch.nn.Linear."""
-    monkeypatch = pytest.MonkeyPatch()
-    workspace_dir = tmp_path_factory.mktemp("ws")
-    monkeypatch.setenv("COURSE_WORKSPACE", str(workspace_dir))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("_MLFLOW_SERVER_ARTIFACT_ROOT", "")  # restored after use_workspace()
-    previous = mlflow.get_tracking_uri()
-    from utils.workspace import use_workspace
-
-    workspace = use_workspace()
-    mlflow.set_experiment(EXPERIMENT)
-    torch.manual_seed(0)
-    with mlflow.start_run(run_name="linear") as run:
-        mlflow.log_param("lr", 0.1)
-        mlflow.log_metric("val_accuracy", 0.75)
-        # Pickle, as Lightning autologging does, so the files match the chapter's.
-        info = mlflow.pytorch.log_model(torch.nn.Linear(3, 2), name="model",
-                                        serialization_format="pickle")
-    with mlflow.start_run(run_name="no-model") as bare:
-        mlflow.log_metric("val_accuracy", 0.5)
-    yield workspace, run.info.run_id, info, bare.info.run_id
-    mlflow.set_tracking_uri(previous)
-    monkeypatch.undo()
+    with workspace_store(tmp_path_factory.mktemp("ws")) as workspace:
+        mlflow.set_experiment(EXPERIMENT)
+        torch.manual_seed(0)
+        with mlflow.start_run(run_name="linear") as run:
+            mlflow.log_param("lr", 0.1)
+            mlflow.log_metric("val_accuracy", 0.75)
+            # Pickle, as Lightning autologging does, so the files match the chapter's.
+            info = mlflow.pytorch.log_model(torch.nn.Linear(3, 2), name="model",
+                                            serialization_format="pickle")
+        with mlflow.start_run(run_name="no-model") as bare:
+            mlflow.log_metric("val_accuracy", 0.5)
+        yield workspace, run.info.run_id, info, bare.info.run_id
 
 
 def test_the_logged_model_is_found_on_disk_apart_from_the_run(store):

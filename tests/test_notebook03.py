@@ -13,24 +13,12 @@ import papermill
 import pytest
 import requests
 
-from tests.notebook_runner import NOTEBOOKS, cell_text
-from tests.notebook_runner import run_notebook as run_in_workspace
+from tests.notebook_runner import NOTEBOOKS, cell_text, run_notebook
 from utils import training
 
 NAME = "03_first_autologged_run.ipynb"
 TINY = {"train_size": 40, "val_size": 20, "test_size": 20}
 needs_data = pytest.mark.skipif(not os.environ.get("COURSE_DATA_DIR"), reason="COURSE_DATA_DIR is not set")
-
-
-def run_notebook(name, output_dir, workspace, **parameters):
-    """Run the notebook on its workspace's own store, whatever this process points at.
-
-    ``mlflow.set_tracking_uri`` (called by earlier tests) exports ``MLFLOW_TRACKING_URI``;
-    a kernel inheriting it would record somewhere else.
-    """
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        return run_in_workspace(name, output_dir, workspace, **parameters)
 
 
 def test_parameters_cell_has_the_training_defaults():

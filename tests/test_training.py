@@ -4,16 +4,15 @@ One tiny run (40/20/20 reviews) is trained once for the whole module, in an empt
 workspace, through ``ensure_example_run`` - the same call later notebooks make.
 """
 
-import contextlib
 import os
 import time
 
 import mlflow
 import pandas as pd
 import pytest
-from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
 import utils
+from tests.notebook_runner import workspace_store
 from utils import training
 from utils.backbone import packaged_backbone, resolve_backbone
 from utils.errors import CourseError
@@ -123,21 +122,6 @@ def test_pinned_requirements_name_what_loading_needs():
 
 
 # -- one real run, shared by the tests below ---------------------------------------------------
-@contextlib.contextmanager
-def workspace_store(workspace):
-    """Point this process at ``workspace``'s store; restore MLflow and the environment after.
-
-    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``, which later
-    subprocesses (notebook kernels) would inherit: the old value is put back.
-    """
-    was_set, saved_uri = is_tracking_uri_set(), mlflow.get_tracking_uri()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COURSE_WORKSPACE", str(workspace))
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        yield utils.use_workspace()
-        mlflow.set_tracking_uri(saved_uri if was_set else None)
-
-
 @pytest.fixture(scope="module")
 def example_run(tmp_path_factory):
     """``ensure_example_run`` in an empty workspace; yields (run_id, workspace, seconds)."""

@@ -6,6 +6,7 @@ import stat
 import mlflow
 import pytest
 
+from tests.notebook_runner import workspace_store
 from utils.errors import CourseError
 from utils.workspace import get_workspace, repo_root, use_workspace, workspace_path
 
@@ -56,39 +57,24 @@ def test_workspace_under_a_file_says_what_to_do(tmp_path, monkeypatch):
 
 
 def test_use_workspace_keeps_runs_and_artifacts_inside(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "ws"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    previous = mlflow.get_tracking_uri()
-    try:
-        workspace = use_workspace()
+    with workspace_store(tmp_path / "ws") as workspace:
         mlflow.set_experiment("workspace-test")
         with mlflow.start_run() as run:
             mlflow.log_text("hello", "note.txt")
-        artifact_uri = run.info.artifact_uri
-    finally:
-        mlflow.set_tracking_uri(previous)
-        os.environ.pop("_MLFLOW_SERVER_ARTIFACT_ROOT", None)
     assert workspace.db_path.exists()
-    assert artifact_uri.startswith(str(workspace.artifacts_dir))
+    assert run.info.artifact_uri.startswith(str(workspace.artifacts_dir))
     assert not (tmp_path / "mlruns").exists()
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_switching_workspaces_in_one_process_follows_course_workspace(tmp_path, monkeypatch):
+def test_switching_workspaces_in_one_process_follows_course_workspace(tmp_path):
     # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; that must not pin the first store.
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    previous = mlflow.get_tracking_uri()
-    try:
-        monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "a"))
-        first = use_workspace()
-        monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "b"))
+    # (Both variables are set directly: workspace_store puts them back.)
+    with workspace_store(tmp_path / "a") as first:
+        os.environ["COURSE_WORKSPACE"] = str(tmp_path / "b")
         second = use_workspace()
         assert mlflow.get_tracking_uri() == second.backend_store_uri != first.backend_store_uri
         # A URI the reader sets afterwards still wins.
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+        os.environ["MLFLOW_TRACKING_URI"] = "http://127.0.0.1:5999"
         assert get_workspace().tracking_uri == "http://127.0.0.1:5999"
-    finally:
-        mlflow.set_tracking_uri(previous)
-        os.environ.pop("_MLFLOW_SERVER_ARTIFACT_ROOT", None)
-        os.environ.pop("_COURSE_SET_TRACKING_URI", None)

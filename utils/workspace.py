@@ -26,6 +26,9 @@ _COURSE_SET_URI_ENV = "_COURSE_SET_TRACKING_URI"
 # process gives experiments made by ``mlflow.set_experiment`` the same root, instead of
 # a ``./mlruns`` folder beside whichever notebook happened to create them.
 _ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
+#: What ``use_workspace()`` leaves in this process's environment. A child process started
+#: for another workspace (a test's notebook kernel) must not inherit them.
+PROCESS_VARIABLES = (TRACKING_URI_ENV, _COURSE_SET_URI_ENV, _ARTIFACT_ROOT_ENV)
 
 
 def repo_root() -> Path:
