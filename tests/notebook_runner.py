@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from pathlib import Path
 
 import mlflow
@@ -66,6 +67,12 @@ def run_notebook(name: str, output_dir: Path, workspace: Path, **parameters):
             progress_bar=False,
         )
     return nbformat.read(output, as_version=4)
+
+
+def servers_of(workspace) -> list[str]:
+    """Command lines of the ``mlflow server`` processes that serve ``workspace``."""
+    listed = subprocess.run(["pgrep", "-af", "mlflow server"], capture_output=True, text=True)
+    return [line for line in listed.stdout.splitlines() if str(workspace) in line]
 
 
 def cell_text(notebook, source_contains: str) -> str:

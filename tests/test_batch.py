@@ -19,6 +19,7 @@ import pytest
 from mlflow import MlflowClient
 from papermill.cli import _resolve_type
 
+from tests.notebook_runner import servers_of
 from utils.batch import course_notebooks, load_params_file, parse_value, plan_parameters, run_name_for
 from utils.errors import CourseError
 from utils.workspace import repo_root
@@ -49,11 +50,6 @@ def summary(output: Path) -> dict[str, dict]:
 
 def store(workspace: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlflow.db'}")
-
-
-def servers_of(workspace: Path) -> list[str]:
-    listed = subprocess.run(["pgrep", "-af", "mlflow server"], capture_output=True, text=True)
-    return [line for line in listed.stdout.splitlines() if str(workspace) in line]
 
 
 def injected(executed: Path) -> str:

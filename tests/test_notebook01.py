@@ -1,18 +1,11 @@
 """Notebook 01 keeps its promises when run headless with papermill."""
 
-import subprocess
-
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from tests.notebook_runner import cell_text, run_notebook
+from tests.notebook_runner import cell_text, run_notebook, servers_of
 
 NAME = "01_local_setup.ipynb"
-
-
-def _servers_of(workspace):
-    listed = subprocess.run(["pgrep", "-af", "mlflow server"], capture_output=True, text=True)
-    return [line for line in listed.stdout.splitlines() if str(workspace) in line]
 
 
 def test_fresh_workspace_shows_only_default_and_twice_in_a_row(tmp_path):
@@ -25,7 +18,7 @@ def test_fresh_workspace_shows_only_default_and_twice_in_a_row(tmp_path):
         assert "the UI page is served" in cell_text(notebook, "requests.get(server.url")
         assert "mlflow, version 3." in cell_text(notebook, "mlflow --version")
     assert (workspace / "mlflow.db").exists()
-    assert _servers_of(workspace) == [], "notebook 01 left its server running"
+    assert servers_of(workspace) == [], "notebook 01 left its server running"
 
 
 def test_busy_port_stops_with_advice(tmp_path):

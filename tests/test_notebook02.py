@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.notebook_runner import servers_of
 from utils import remote
 from utils.workspace import Workspace, repo_root
 
@@ -76,8 +77,7 @@ def run_notebook(workspace_dir: Path, output: Path, env: dict, parameters: dict 
 
 
 def assert_no_server_left(workspace: Workspace) -> None:
-    listed = subprocess.run(["pgrep", "-af", "mlflow server"], capture_output=True, text=True).stdout
-    mine = [line for line in listed.splitlines() if str(workspace.path) in line]
+    mine = servers_of(workspace.path)
     assert mine == [], f"notebook 02 left a server running: {mine}"
 
 

@@ -5,23 +5,17 @@ again without training anything, and notebook 05 then runs twice on the same sto
 """
 
 import re
-import subprocess
 
 import mlflow
 import pytest
 
-from tests.notebook_runner import cell_text, run_notebook
+from tests.notebook_runner import cell_text, run_notebook, servers_of
 
 pytestmark = pytest.mark.slow
 
 NB04 = "04_experiments_and_runs.ipynb"
 NB05 = "05_model_artifacts.ipynb"
 TINY = {"train_size": 48, "val_size": 16, "test_size": 16}
-
-
-def _servers_of(workspace):
-    listed = subprocess.run(["pgrep", "-af", "mlflow server"], capture_output=True, text=True)
-    return [line for line in listed.stdout.splitlines() if str(workspace) in line]
 
 
 def _runs(workspace, experiment="dl_model_chapter02"):
@@ -118,7 +112,7 @@ def test_04_second_run_trains_nothing_and_stops_its_server(executed):
     after = sorted(r.info.run_id for r in _runs(executed["workspace"]))
     assert after == executed["runs_after_04a"]
     assert "server stopped: True" in cell_text(again, "server.stop()")
-    assert _servers_of(executed["workspace"]) == []
+    assert servers_of(executed["workspace"]) == []
 
 
 def test_05_shows_both_stores_and_the_logged_model(executed):
