@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 from pathlib import Path
 
@@ -12,30 +11,21 @@ import nbformat
 import papermill
 from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
+from utils.env import temporary_environment
 from utils.workspace import PROCESS_VARIABLES, repo_root, use_workspace
 
 NOTEBOOKS = repo_root() / "notebooks"
 
 
-@contextlib.contextmanager
 def course_environment(workspace: Path):
-    """``COURSE_WORKSPACE=workspace`` and none of ``PROCESS_VARIABLES`` while inside; then
-    every one of these variables is put back as it was (set or not).
+    """``COURSE_WORKSPACE=workspace`` and none of ``PROCESS_VARIABLES`` inside the block.
 
     ``use_workspace`` (through ``mlflow.set_tracking_uri``) exports variables that later
-    tests and their notebook kernels would otherwise inherit.
+    tests and their notebook kernels would otherwise inherit; all are put back after.
     """
-    keys = ("COURSE_WORKSPACE", *PROCESS_VARIABLES)
-    saved = {key: os.environ.pop(key, None) for key in keys}
-    os.environ["COURSE_WORKSPACE"] = str(workspace)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return temporary_environment(
+        COURSE_WORKSPACE=str(workspace), **dict.fromkeys(PROCESS_VARIABLES, None)
+    )
 
 
 @contextlib.contextmanager

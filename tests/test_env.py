@@ -30,3 +30,16 @@ def test_environment_commands_come_first_on_path(monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin")
     check_environment({})
     assert os.environ["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+
+
+def test_temporary_environment_restores_set_and_unset_variables(monkeypatch):
+    from utils.env import temporary_environment
+
+    monkeypatch.setenv("COURSE_TEST_SET", "before")
+    monkeypatch.delenv("COURSE_TEST_UNSET", raising=False)
+    with temporary_environment(COURSE_TEST_SET=None, COURSE_TEST_UNSET="inside"):
+        assert "COURSE_TEST_SET" not in os.environ
+        assert os.environ["COURSE_TEST_UNSET"] == "inside"
+        os.environ["COURSE_TEST_SET"] = "changed inside"
+    assert os.environ["COURSE_TEST_SET"] == "before"
+    assert "COURSE_TEST_UNSET" not in os.environ

@@ -78,3 +78,14 @@ def test_switching_workspaces_in_one_process_follows_course_workspace(tmp_path):
         # A URI the reader sets afterwards still wins.
         os.environ["MLFLOW_TRACKING_URI"] = "http://127.0.0.1:5999"
         assert get_workspace().tracking_uri == "http://127.0.0.1:5999"
+
+
+def test_initialise_store_gives_default_the_workspace_artifact_root(tmp_path, monkeypatch):
+    from utils.workspace import initialise_store
+
+    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "ws"))
+    workspace = get_workspace()
+    initialise_store(workspace)
+    default = mlflow.MlflowClient(workspace.backend_store_uri).get_experiment("0")
+    assert default.artifact_location.startswith(str(workspace.artifacts_dir))
+    assert "_MLFLOW_SERVER_ARTIFACT_ROOT" not in os.environ

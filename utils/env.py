@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -86,3 +88,21 @@ def put_environment_commands_on_path() -> None:
     if entries[:1] != [bin_dir]:
         os.environ["PATH"] = os.pathsep.join([bin_dir, *[e for e in entries if e != bin_dir]])
 
+
+@contextlib.contextmanager
+def temporary_environment(**changes: str | None) -> Iterator[None]:
+    """Set (or, with None, remove) environment variables for the block, then restore them."""
+    saved = {name: os.environ.get(name) for name in changes}
+    try:
+        for name, value in changes.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

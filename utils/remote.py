@@ -28,7 +28,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from utils.errors import CourseError
-from utils.workspace import Workspace, get_workspace
+from utils.env import temporary_environment
+from utils.workspace import Workspace, get_workspace, initialise_store
 
 HOST_ENV = "DATABRICKS_HOST"
 TOKEN_ENV = "DATABRICKS_TOKEN"
@@ -300,25 +301,6 @@ class ConnectionCheck:
         return self.message
 
 
-@contextlib.contextmanager
-def _environment(**changes: str | None) -> Iterator[None]:
-    """Set (or, with None, remove) environment variables for the block, then restore them."""
-    saved = {name: os.environ.get(name) for name in changes}
-    try:
-        for name, value in changes.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def check_databricks_connection(config: DatabricksConfig, timeout: int = 10) -> ConnectionCheck:
     """List experiments on the workspace to see whether host and token work.
 
@@ -343,7 +325,7 @@ def check_databricks_connection(config: DatabricksConfig, timeout: int = 10) -> 
     else:
         changes.update({HOST_ENV: config.host, TOKEN_ENV: config.token, PROFILE_ENV: None})
     try:
-        with _environment(**changes):
+        with temporary_environment(**changes):
             client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
             experiments = client.search_experiments(max_results=10)
     except Exception as error:  # noqa: BLE001 - every failure becomes one sentence
@@ -460,7 +442,7 @@ def explain_tracking_error(error: BaseException, url: str) -> str:
 @contextlib.contextmanager
 def tracking_credentials(username: str, password: str) -> Iterator[None]:
     """Use these MLflow credentials for the block, then restore the previous ones."""
-    with _environment(**{USERNAME_ENV: username, PASSWORD_ENV: password}):
+    with temporary_environment(**{USERNAME_ENV: username, PASSWORD_ENV: password}):
         yield
 
 
@@ -653,7 +635,7 @@ def start_auth_server(
     auth = auth or prepare_basic_auth(workspace)
     backend_store = backend_store or resolve_backend_store(workspace=workspace)
     if backend_store.uri == workspace.backend_store_uri:
-        _initialise_workspace_store(workspace)
+        initialise_store(workspace)
     check_database(backend_store)
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": str(auth.config_path),
@@ -673,18 +655,6 @@ def start_auth_server(
         **kwargs,
     )
     return server.start()
-
-
-def _initialise_workspace_store(workspace: Workspace) -> None:
-    """Create the workspace's SQLite store as the local notebooks do, if it is new.
-
-    Otherwise the server would create it, and give the Default experiment an artifact
-    root (``mlflow-artifacts:/``) that local runs without a server cannot write to.
-    """
-    import mlflow
-
-    with _environment(_MLFLOW_SERVER_ARTIFACT_ROOT=str(workspace.artifacts_dir)):
-        mlflow.MlflowClient(tracking_uri=workspace.backend_store_uri).search_experiments(max_results=1)
 
 
 def _admin_client(server_url: str):

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from utils.env import temporary_environment
 from utils.errors import CourseError
 
 WORKSPACE_ENV = "COURSE_WORKSPACE"
@@ -110,6 +111,18 @@ def use_workspace() -> Workspace:
     if not readers_own:
         os.environ[_COURSE_SET_URI_ENV] = uri
     return workspace
+
+
+def initialise_store(workspace: Workspace) -> None:
+    """Create the workspace's SQLite store as the notebooks do, if it is new.
+
+    A server started first would create it instead, and give the Default experiment an
+    artifact root that runs without that server cannot use (``mlflow-artifacts:/``).
+    """
+    import mlflow
+
+    with temporary_environment(**{_ARTIFACT_ROOT_ENV: str(workspace.artifacts_dir)}):
+        mlflow.MlflowClient(tracking_uri=workspace.backend_store_uri).search_experiments(max_results=1)
 
 
 def _ensure_writable(path: Path) -> None:
