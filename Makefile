@@ -30,7 +30,7 @@ setup: $(BIN)/.installed ## make .venv with the pinned environment and the utils
 	@echo "environment ready: $(VENV) ($$($(BIN)/python -c 'import mlflow; print("mlflow", mlflow.__version__)'))"
 
 course: setup ## execute every notebook in order on the default store into $(COURSE_OUTPUT)
-	$(BIN)/python -m utils.batch run --output "$(COURSE_OUTPUT)" $(if $(COURSE_PARAMS),--params "$(COURSE_PARAMS)")
+	$(BIN)/python -m tools.batch run --output "$(COURSE_OUTPUT)" $(if $(COURSE_PARAMS),--params "$(COURSE_PARAMS)")
 
 test: setup ## run the unit tests and the notebook checks
 	$(BIN)/python -m pytest
@@ -39,19 +39,19 @@ lab: setup ## open the course in JupyterLab
 	$(BIN)/jupyter lab notebooks/01_local_setup.ipynb
 
 bench: setup ## notebook 03 benchmarks: time, autologging overhead, accuracy (about 25 min on 2 cores)
-	$(BIN)/python benchmarks/notebook03.py
-	$(BIN)/python benchmarks/autolog_overhead.py --rounds 3
-	$(BIN)/python benchmarks/notebook03.py --accurate
+	$(BIN)/python tools/benchmarks/notebook03.py
+	$(BIN)/python tools/benchmarks/autolog_overhead.py --rounds 3
+	$(BIN)/python tools/benchmarks/notebook03.py --accurate
 
 figures: setup ## photograph the MLflow UI for the notebooks (needs chromium: .ci/browser.sh)
-	$(BIN)/python scripts/figures.py
+	$(BIN)/python tools/figures.py
 
 lock: ## recompile requirements.txt from requirements.in and regenerate the conda files
 	$(BIN)/python -m pip install --quiet pip-tools
 	$(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
 	@# A CPU wheel of torch carries a +cpu label; the lock names the plain version.
 	sed -i -E 's/^(torch==[0-9.]+)\+cpu/\1/' requirements.txt
-	$(BIN)/python -m utils.lockfiles
+	$(BIN)/python -m tools.lockfiles
 
 clean-workspace: ## delete the course workspace (the MLflow store of every notebook)
 	rm -rf workspace

@@ -1,4 +1,4 @@
-"""`python -m utils.batch` runs notebooks headless as promised: real papermill, real kernels.
+"""`python -m tools.batch` runs notebooks headless as promised: real papermill, real kernels.
 
 The fixture notebooks under tests/fixtures/notebooks stand in for course notebooks:
 90 logs one MLflow run (and can start a server, sleep, or ignore interrupts), 91 fails
@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from papermill.cli import _resolve_type
 
 from tests.notebook_runner import servers_of
-from utils.batch import course_notebooks, load_params_file, parse_value, plan_parameters, run_name_for
+from tools.batch import course_notebooks, load_params_file, parse_value, plan_parameters, run_name_for
 from utils.errors import CourseError
 from utils.workspace import repo_root
 
@@ -38,7 +38,7 @@ def _env(workspace: Path, **extra: str) -> dict[str, str]:
 def batch(*args, workspace: Path, timeout: float = 300, **extra) -> subprocess.CompletedProcess:
     """Run the CLI as a reader would, from the course folder."""
     return subprocess.run(
-        [sys.executable, "-m", "utils.batch", *map(str, args)],
+        [sys.executable, "-m", "tools.batch", *map(str, args)],
         cwd=ROOT, env=_env(workspace, **extra), capture_output=True, text=True, timeout=timeout,
     )
 
@@ -92,7 +92,7 @@ def test_run_names_are_readable():
     assert run_name_for({"learning_rate": 0.001, "strategy": "freeze"}) == "lr=0.001-strategy=freeze"
 
 
-@pytest.mark.parametrize("params_file", sorted((ROOT / "params").glob("*.yml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("params_file", sorted((ROOT / "tools" / "params").glob("*.yml")), ids=lambda p: p.name)
 def test_course_params_files_name_real_notebooks_and_parameters(params_file):
     notebooks = course_notebooks(ROOT / "notebooks")
     plan = plan_parameters(notebooks, notebooks, load_params_file(params_file), params_file.name, [])
@@ -182,7 +182,7 @@ def test_time_limit_covers_the_whole_notebook(tmp_path):
     entry = summary(output)["90_log_a_run.ipynb"]
     assert entry["status"] == "timeout"
     assert "time limit of 20 s" in entry["problem"] and "TIMEOUT: 90_log_a_run.ipynb" in result.stdout
-    assert "utils.batch stopped the notebook here" in (output / "90_log_a_run.ipynb").read_text()
+    assert "tools.batch stopped the notebook here" in (output / "90_log_a_run.ipynb").read_text()
 
 
 def _cell_is_running(executed: Path, source_contains: str) -> bool:
@@ -200,7 +200,7 @@ def test_ctrl_c_stops_the_kernel_and_the_server_it_started(tmp_path):
     # The sleeping cell ignores the interrupt, so the runner must kill the kernel; the
     # server the kernel started must die with it.
     process = subprocess.Popen(
-        [sys.executable, "-m", "utils.batch", "run", "90", "--notebooks-dir", FIXTURES, "--output", output,
+        [sys.executable, "-m", "tools.batch", "run", "90", "--notebooks-dir", FIXTURES, "--output", output,
          "-p", "serve", "True", "-p", "ignore_interrupt", "True", "-p", "sleep_seconds", "600"],
         cwd=ROOT, env=_env(workspace), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -10,11 +10,10 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from utils.lab import JupyterLabServer, browser_missing, open_chromium
+from tools.lab import JupyterLabServer, browser_missing, open_chromium
 from utils.workspace import repo_root
 
 pytestmark = [

@@ -1,6 +1,6 @@
 """One pinned environment: requirements.txt, environment.yml and binder/ agree."""
 
-from utils.lockfiles import environment_yml, normalise, read_pins, write_all
+from tools.lockfiles import environment_yml, normalise, read_pins, write_all
 from utils.workspace import repo_root
 
 ROOT = repo_root()

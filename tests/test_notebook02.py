@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.notebook_runner import servers_of
+from tools import scan_secrets
 from utils import remote
 from utils.workspace import Workspace, repo_root
 
@@ -127,14 +128,14 @@ def test_credentials_are_shown_masked_and_nothing_is_contacted(with_credentials)
 
 def test_the_token_is_nowhere_in_the_notebook_the_logs_or_the_workspace(with_credentials):
     assert TOKEN not in with_credentials.text
-    assert remote.find_secrets(with_credentials.text, [TOKEN]) == []
-    assert remote.scan_files([with_credentials.workspace.path], [TOKEN]) == []
+    assert scan_secrets.find_secrets(with_credentials.text, [TOKEN]) == []
+    assert scan_secrets.scan_files([with_credentials.workspace.path], [TOKEN]) == []
     assert "401" in with_credentials.logs()  # the logs were there to be scanned
 
 
 def test_the_course_server_passwords_are_never_shown(with_credentials):
     admin = with_credentials.admin_password()
-    findings = remote.find_secrets(with_credentials.text + with_credentials.logs(), [admin])
+    findings = scan_secrets.find_secrets(with_credentials.text + with_credentials.logs(), [admin])
     # Only the count is compared, so that a failure does not print the leaked password.
     leaks = len(student_password_leaks(with_credentials.workspace, with_credentials.text + with_credentials.logs()))
     assert findings == [] and leaks == 0
@@ -165,7 +166,7 @@ def test_malformed_values_get_the_promised_message_on_a_second_run(with_credenti
     assert "Nothing to check: there is no valid Databricks configuration." in outputs
     assert "user 'student': updated" in outputs  # the second run reuses the user
     assert malformed not in executed.text and TOKEN not in executed.text
-    assert remote.scan_files([shared_workspace], [malformed]) == []
+    assert scan_secrets.scan_files([shared_workspace], [malformed]) == []
 
 
 POSTGRES_URI = os.environ.get("COURSE_TEST_POSTGRES_URI", "")
@@ -203,6 +204,6 @@ def test_the_notebook_runs_on_postgresql(tmp_path):
     # Its password is nowhere: not in the notebook, not in the logs or other workspace files.
     # (Findings are computed first: pytest would print a failing call's arguments.)
     assert password, "COURSE_TEST_POSTGRES_URI should carry a password"
-    in_notebook = remote.find_secrets(executed.text, [password, TOKEN, executed.admin_password()])
-    in_workspace = remote.scan_files([executed.workspace.path], [password, TOKEN])
+    in_notebook = scan_secrets.find_secrets(executed.text, [password, TOKEN, executed.admin_password()])
+    in_workspace = scan_secrets.scan_files([executed.workspace.path], [password, TOKEN])
     assert in_notebook == [] and in_workspace == []

@@ -39,7 +39,7 @@ def executed(tmp_path_factory):
         if key == "04a":
             runs = _runs(workspace)
             results["runs_after_04a"] = sorted(r.info.run_id for r in runs)
-            # As if `python -m utils.batch sweep` had made one of them: 04b must list it.
+            # As if `python -m tools.batch sweep` had made one of them: 04b must list it.
             swept = next(r for r in runs if r.info.run_name == "lr=0.05")
             client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
             client.set_tag(swept.info.run_id, "course.sweep", "test-sweep")

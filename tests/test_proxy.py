@@ -12,14 +12,8 @@ from importlib.metadata import entry_points
 import pytest
 import requests
 
-from utils.lab import (
-    ICON_PATH,
-    LAUNCHER_TITLE,
-    PROXY_NAME,
-    JupyterLabServer,
-    mlflow_server_command,
-    setup_mlflow,
-)
+from tools.lab import JupyterLabServer
+from utils.lab import ICON_PATH, LAUNCHER_TITLE, PROXY_NAME, mlflow_server_command, setup_mlflow
 from utils.workspace import get_workspace, repo_root
 
 PUBLIC_HOST = "hub.example.org"

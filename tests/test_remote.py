@@ -17,6 +17,7 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ENDPOINT_NOT_FOUND, PERMISSION_DENIED
 
+from tools import scan_secrets
 from utils import remote
 from utils.errors import CourseError
 from utils.workspace import get_workspace
@@ -341,7 +342,7 @@ def test_the_server_log_holds_no_password(auth_server):
     workspace, auth, server = auth_server
     log = server.log_path.read_text()
     assert "401" in log and auth.admin_password not in log
-    assert remote.find_secrets(log, [auth.admin_password]) == []
+    assert scan_secrets.find_secrets(log, [auth.admin_password]) == []
 
 
 def test_an_auth_database_without_its_config_is_started_afresh(tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
 """The secret scanner, and a scan of every executed notebook of the course.
 
-`remote.find_secrets` looks for Databricks-token-shaped strings, passwords inside URIs,
+`scan_secrets.find_secrets` looks for Databricks-token-shaped strings, passwords inside URIs,
 HTTP basic-auth headers and known secrets. Notebook 02's own test runs it on notebook 02's
 output; the last test here runs it on whatever `make course` executed.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tools import scan_secrets
 from utils import remote
 from utils.workspace import repo_root
 
@@ -31,18 +32,18 @@ TOKEN = "dapi" + "0123456789abcdef" * 2  # built from parts: no file of the cour
     ],
 )
 def test_secret_shapes_are_found_and_never_repeated(text, kind, secret):
-    findings = remote.find_secrets("first line\n" + text, where="cell")
+    findings = scan_secrets.find_secrets("first line\n" + text, where="cell")
     assert [(f.kind, f.line, f.where) for f in findings] == [(kind, 2, "cell")]
     assert secret in text and secret not in str(findings[0]) and secret not in repr(findings[0])
 
 
 def test_known_secrets_are_found_wherever_they_are():
     password = "kT4-x9_QmZ"
-    findings = remote.find_secrets(f"a\nb {password}\nc\n\"{password}\"", known=[password, ""])
+    findings = scan_secrets.find_secrets(f"a\nb {password}\nc\n\"{password}\"", known=[password, ""])
     assert [(f.kind, f.line) for f in findings] == [("known secret", 2), ("known secret", 4)]
     assert all(password not in str(f) for f in findings)
     with pytest.raises(ValueError):
-        remote.find_secrets("x", known=["abc"])  # too short to search for meaningfully
+        scan_secrets.find_secrets("x", known=["abc"])  # too short to search for meaningfully
 
 
 @pytest.mark.parametrize(
@@ -59,13 +60,13 @@ def test_known_secrets_are_found_wherever_they_are():
     ],
 )
 def test_placeholders_masked_values_and_ordinary_text_are_not_findings(text):
-    assert remote.find_secrets(text) == []
+    assert scan_secrets.find_secrets(text) == []
 
 
 def test_redact_masks_what_find_secrets_finds():
     text = f"{TOKEN} postgresql://u:Zq8xK2pLm4@db/x and kT4-x9_QmZ"
     redacted = remote.redact(text, known=["kT4-x9_QmZ"])
-    assert remote.find_secrets(redacted, known=["kT4-x9_QmZ"]) == []
+    assert scan_secrets.find_secrets(redacted, known=["kT4-x9_QmZ"]) == []
     assert "dapi…cdef" in redacted and "postgresql://u:****@db/x" in redacted
 
 
@@ -80,14 +81,14 @@ def test_scanning_an_executed_notebook_and_a_database_file(tmp_path):
     with sqlite3.connect(tmp_path / "executed" / "mlflow.db") as db:  # a binary file
         db.execute("CREATE TABLE params (key TEXT, value TEXT)")
         db.execute("INSERT INTO params VALUES ('secret', ?)", ("kT4-x9_QmZ",))
-    findings = remote.scan_files([tmp_path / "executed"], known=["kT4-x9_QmZ"])
+    findings = scan_secrets.scan_files([tmp_path / "executed"], known=["kT4-x9_QmZ"])
     kinds = sorted((Path(f.where).name, f.kind) for f in findings)
     assert kinds == [("02.ipynb", "Databricks token"), ("02.ipynb", "password in a URI"), ("mlflow.db", "known secret")]
     # The command-line form fails on the same folder and passes on a clean one.
-    assert remote.main([str(tmp_path / "executed")]) == 1
+    assert scan_secrets.main([str(tmp_path / "executed")]) == 1
     (tmp_path / "clean").mkdir()
     (tmp_path / "clean" / "01.ipynb").write_text(json.dumps({"cells": [], "metadata": {}}))
-    assert remote.main([str(tmp_path / "clean")]) == 0
+    assert scan_secrets.main([str(tmp_path / "clean")]) == 0
 
 
 def _executed_course() -> Path:
@@ -103,5 +104,5 @@ def test_no_executed_notebook_of_the_course_holds_a_secret():
         pytest.skip(f"no executed notebooks in {folder} (run `make course` first)")
     # The secrets this machine knows of: DATABRICKS_TOKEN, MLflow/PostgreSQL passwords in
     # the environment, the course server's admin password in the workspace.
-    findings = remote.scan_files(notebooks, remote.known_secrets())
+    findings = scan_secrets.scan_files(notebooks, scan_secrets.known_secrets())
     assert [str(f) for f in findings] == []

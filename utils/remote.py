@@ -1,14 +1,13 @@
 """Remote tracking servers: Databricks credentials, and a self-hosted server with users.
 
-Three jobs, each careful with secrets:
+Two jobs, each careful with secrets:
 
 - read and check a Databricks configuration (``DATABRICKS_HOST``/``DATABRICKS_TOKEN`` or a
   ``~/.databrickscfg`` profile), report it with the token masked, and, only when asked,
   try it against the workspace;
 - run the course's own MLflow server with MLflow's ``basic-auth`` app: a generated admin
   password in a config file in the workspace, users, permissions, and a SQLite or
-  PostgreSQL backend store whose password never reaches a command line or a log;
-- scan text and files (executed notebooks, logs) for things that look like secrets.
+  PostgreSQL backend store whose password never reaches a command line or a log.
 
 Nothing here prints, logs or stores a Databricks token; objects that hold a secret show
 it masked in ``repr``/``str``.
@@ -48,14 +47,13 @@ TOKEN_DESCRIPTION = (
 )
 # For scanning, a little wider than a valid token (any case, a-h as secret scanners use),
 # so that a near-token is reported too.
-_TOKEN_LIKE = re.compile(r"dapi[0-9a-h]{32}(?:-[0-9]+)?", re.IGNORECASE)
+TOKEN_LIKE = re.compile(r"dapi[0-9a-h]{32}(?:-[0-9]+)?", re.IGNORECASE)
 # scheme://user:password@host - the password group is what must never be shown.
-_URI_PASSWORD = re.compile(
+URI_PASSWORD = re.compile(
     r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/@'\"]+:)(?P<pw>[^\s/@'\"]+)(?P<at>@)", re.IGNORECASE
 )
-_BASIC_HEADER = re.compile(r"Authorization\W{1,4}Basic\s+[A-Za-z0-9+/=]{8,}", re.IGNORECASE)
 # Placeholders a text may show in place of a password: <password>, ${PW}, $PW, ****, ...
-_PLACEHOLDER = re.compile(r"^(?:<[^>]*>|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\{[^}]*\}|[*x.•…]+)$", re.I)
+PLACEHOLDER = re.compile(r"^(?:<[^>]*>|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\{[^}]*\}|[*x.•…]+)$", re.I)
 
 
 # -- masking ------------------------------------------------------------------------
@@ -70,13 +68,13 @@ def mask_token(token: str | None) -> str:
 
 def mask_uri(uri: str) -> str:
     """``uri`` with any password between ``user:`` and ``@`` replaced by ``****``."""
-    return _URI_PASSWORD.sub(lambda m: f"{m['head']}****{m['at']}", uri)
+    return URI_PASSWORD.sub(lambda m: f"{m['head']}****{m['at']}", uri)
 
 
 def uri_password(uri: str) -> str | None:
     """The password inside ``scheme://user:password@host/...``, or None."""
-    match = _URI_PASSWORD.search(uri)
-    if match and not _PLACEHOLDER.match(match["pw"]):
+    match = URI_PASSWORD.search(uri)
+    if match and not PLACEHOLDER.match(match["pw"]):
         return match["pw"]
     return None
 
@@ -85,7 +83,7 @@ def redact(text: str, known: Iterable[str] = ()) -> str:
     """``text`` with token-shaped strings, URI passwords and the ``known`` secrets masked."""
     for secret in sorted({s for s in known if s and len(s) >= 6}, key=len, reverse=True):
         text = text.replace(secret, "****")
-    text = _TOKEN_LIKE.sub(lambda m: f"{m[0][:4]}…{m[0][-4:]}", text)
+    text = TOKEN_LIKE.sub(lambda m: f"{m[0][:4]}…{m[0][-4:]}", text)
     return mask_uri(text)
 
 
@@ -538,7 +536,7 @@ class BackendStore:
     @property
     def uri_without_password(self) -> str:
         """The URI with ``:password`` removed, for command lines and logs."""
-        return _URI_PASSWORD.sub(lambda m: f"{m['head'][:-1]}{m['at']}", self.uri)
+        return URI_PASSWORD.sub(lambda m: f"{m['head'][:-1]}{m['at']}", self.uri)
 
     def __repr__(self) -> str:
         return f"BackendStore({self.masked!r}, source={self.source!r})"
@@ -708,95 +706,3 @@ def grant_experiment(
             admin.revoke_user_permission(username, "experiment", experiment_id)
             admin.grant_user_permission(username, "experiment", experiment_id, permission)
     return experiment_id
-
-
-# -- scanning for secrets ------------------------------------------------------------------
-@dataclass(frozen=True)
-class SecretFinding:
-    """One place where something secret-looking was found; ``preview`` is masked."""
-
-    where: str
-    line: int
-    kind: str
-    preview: str
-
-    def __str__(self) -> str:
-        return f"{self.where}:{self.line}: {self.kind} ({self.preview})"
-
-
-def find_secrets(text: str, known: Iterable[str] = (), where: str = "text") -> list[SecretFinding]:
-    """Find secrets in ``text``: Databricks-token-shaped strings, passwords inside URIs,
-    HTTP basic-auth headers, and any of the ``known`` secrets (passwords, tokens).
-
-    The findings never contain the secret itself. Placeholders such as ``<password>`` or
-    ``****`` in a URI are not findings.
-    """
-    found: list[SecretFinding] = []
-
-    def add(position: int, kind: str, preview: str) -> None:
-        found.append(SecretFinding(where, text.count("\n", 0, position) + 1, kind, preview))
-
-    for match in _TOKEN_LIKE.finditer(text):
-        add(match.start(), "Databricks token", f"{match[0][:4]}…{match[0][-4:]}")
-    for match in _URI_PASSWORD.finditer(text):
-        if not _PLACEHOLDER.match(match["pw"]):
-            add(match.start(), "password in a URI", mask_uri(match[0]))
-    for match in _BASIC_HEADER.finditer(text):
-        add(match.start(), "HTTP basic-auth header", "Authorization: Basic ****")
-    for number, secret in enumerate(s for s in known if s):
-        if len(secret) < 6:
-            raise ValueError("known secrets must have at least 6 characters to be searched for")
-        start = text.find(secret)
-        while start != -1:
-            add(start, "known secret", f"#{number + 1}, {len(secret)} characters")
-            start = text.find(secret, start + 1)
-    return sorted(found, key=lambda f: f.line)
-
-
-def scan_files(paths: Iterable[str | Path], known: Iterable[str] = ()) -> list[SecretFinding]:
-    """:func:`find_secrets` over files and (recursively) folders, binary files included
-    (a SQLite store keeps text as plain bytes)."""
-    known = list(known)
-    findings: list[SecretFinding] = []
-    for path in paths:
-        path = Path(path)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            text = file.read_bytes().decode("latin-1")
-            findings += find_secrets(text, known, where=str(file))
-    return findings
-
-
-def known_secrets(environ: Mapping[str, str] | None = None, workspace: Workspace | None = None) -> list[str]:
-    """The secrets this machine's course runs may have met, to search executed output for:
-    the Databricks token, MLflow and PostgreSQL passwords from the environment, and the
-    admin password of the course server's auth config in the workspace."""
-    environ = os.environ if environ is None else environ
-    found = [environ.get(TOKEN_ENV, ""), environ.get(PASSWORD_ENV, ""), environ.get("PGPASSWORD", "")]
-    for name in (BACKEND_STORE_ENV, "COURSE_TEST_POSTGRES_URI"):
-        password = uri_password(environ.get(name, ""))
-        found += [password or "", unquote(password or "")]
-    workspace = workspace or get_workspace(create=False)
-    config = workspace.path / "auth" / "basic_auth.ini"
-    if config.is_file():
-        parser = configparser.ConfigParser(interpolation=None)
-        parser.read(config, encoding="utf-8")
-        found.append(parser.get("mlflow", "admin_password", fallback=""))
-    return sorted({s for s in found if len(s) >= 6})
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m utils.remote PATH...``: scan files or folders (e.g. executed notebooks)
-    for secrets; exit status 1 when something is found."""
-    import sys
-
-    paths = (argv if argv is not None else sys.argv[1:]) or ["build/executed"]
-    findings = scan_files([p for p in paths if Path(p).exists()], known_secrets())
-    for finding in findings:
-        print(finding)
-    print(f"{len(findings)} possible secret(s) in {', '.join(paths)}")
-    return 1 if findings else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

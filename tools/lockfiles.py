@@ -1,7 +1,7 @@
 """Keep environment.yml and binder/ in step with the pinned requirements.txt.
 
 ``requirements.in`` is the one source of truth; ``make lock`` compiles it into
-``requirements.txt`` and then runs ``python -m utils.lockfiles``, which writes the conda
+``requirements.txt`` and then runs ``python -m tools.lockfiles``, which writes the conda
 and Binder files from the lock. ``tests/test_environment.py`` checks that they agree.
 """
 
@@ -19,7 +19,7 @@ CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
 
-_HEADER = "# Generated from requirements.txt by `make lock` (python -m utils.lockfiles). Do not edit.\n"
+_HEADER = "# Generated from requirements.txt by `make lock` (python -m tools.lockfiles). Do not edit.\n"
 
 
 def read_pins(path: Path) -> dict[str, str]:

@@ -1,11 +1,11 @@
-"""Run the course's notebooks headless with papermill: ``python -m utils.batch``.
+"""Run the course's notebooks headless with papermill: ``python -m tools.batch``.
 
 ``run`` executes notebooks in course order and writes executed copies, with parameters
 from the command line and from a YAML file, a progress bar, an optional time limit per
 notebook, and a summary of what each notebook did: its status, its wall time and the
 MLflow runs it made. ``sweep`` runs the training notebook once per combination of a
 parameter grid, tags the runs it made and ranks them by a metric. ``make course`` calls
-``run``; ``python -m utils.batch run --help`` explains every option.
+``run``; ``python -m tools.batch run --help`` explains every option.
 
 Exit codes: 0 when every notebook succeeded, 1 when one failed or ran out of time,
 2 for bad input (a clear message, no traceback), 130 when stopped with Ctrl-C.
@@ -447,7 +447,7 @@ def _mark_stop(output: Path, cell, cell_index: int, text: str) -> None:
 
     try:
         notebook = nbformat.read(output, as_version=4)
-        note = nbformat.v4.new_markdown_cell(f"**utils.batch stopped the notebook here:** {text}")
+        note = nbformat.v4.new_markdown_cell(f"**tools.batch stopped the notebook here:** {text}")
         ids = [c.get("id") for c in notebook.cells]
         index = ids.index(cell.get("id")) if cell is not None and cell.get("id") in ids else cell_index
         notebook.cells.insert(index, note)
@@ -864,7 +864,7 @@ def _wrap(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m utils.batch`` command line."""
+    """The ``python -m tools.batch`` command line."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--params", metavar="FILE", help="YAML parameter file (default: $COURSE_PARAMS)")
     common.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("[NB:]NAME", "VALUE"),
@@ -882,10 +882,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--log-output", action="store_true", help="print the notebooks' output as they run")
 
     parser = argparse.ArgumentParser(
-        prog="python -m utils.batch",
+        prog="python -m tools.batch",
         description="Run the course's notebooks headless with papermill.",
         epilog="Exit codes: 0 all notebooks ran, 1 one failed or ran out of time, 2 bad input, "
-               "130 stopped with Ctrl-C. `python -m utils.batch COMMAND --help` for details.")
+               "130 stopped with Ctrl-C. `python -m tools.batch COMMAND --help` for details.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     formatter = argparse.RawDescriptionHelpFormatter
 
@@ -896,8 +896,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "the MLflow runs each notebook made. A failing notebook is named with its "
                     "failing cell; its executed copy is kept. The others still run unless "
                     "--fail-fast."),
-        epilog=PARAMETER_HELP + "\nExamples:\n  python -m utils.batch run\n"
-               "  python -m utils.batch run 01 03 --params params/ci.yml -p 01:port 0\n")
+        epilog=PARAMETER_HELP + "\nExamples:\n  python -m tools.batch run\n"
+               "  python -m tools.batch run 01 03 --params tools/params/ci.yml -p 01:port 0\n")
     run.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
                      help="a file name, a number like 03, or a path; default: every notebook")
     run.add_argument("--workspace", choices=("shared", "fresh"), default="shared",
@@ -916,7 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "parameters> (other runs the notebook makes are not), then the runs are ranked "
                     "by --metric. Runs go to the shared course workspace; "
                     "executed copies to OUTPUT/sweeps/<sweep name>/."),
-        epilog=PARAMETER_HELP + "\nExample:\n  python -m utils.batch sweep --params params/ci.yml "
+        epilog=PARAMETER_HELP + "\nExample:\n  python -m tools.batch sweep --params tools/params/ci.yml "
                "--grid learning_rate=0.001,0.01 --grid strategy=freeze\n")
     sweep.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
                        help="values of one parameter; repeat for each parameter to vary")
@@ -933,7 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m utils.batch``; returns the exit code."""
+    """Entry point of ``python -m tools.batch``; returns the exit code."""
     args = build_parser().parse_args(argv)
     if not args.log_output:
         # nbclient logs through papermill's logger; the summary reports the same failures.

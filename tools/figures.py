@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from utils.lab import JupyterLabServer, browser_missing, open_chromium  # noqa: E402
+from tools.lab import JupyterLabServer, browser_missing, open_chromium  # noqa: E402
 from utils.tracking import TrackingServer  # noqa: E402
 from utils.workspace import Workspace, get_workspace  # noqa: E402
 

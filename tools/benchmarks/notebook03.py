@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 NOTEBOOK = ROOT / "notebooks" / "03_first_autologged_run.ipynb"
 RUN_CELL = "with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=params.run_name)"
