@@ -1,12 +1,16 @@
 """The IMDB movie reviews the course trains on, and the small subsets it trains with.
 
-The full data set is three CSV files, ``train.csv``, ``valid.csv`` and ``test.csv``, each
-with the columns ``review`` (the text) and ``sentiment`` (``positive`` or ``negative``),
-as in the book's archive. Where they come from, in this order:
+The data is three CSV files, ``train.csv``, ``valid.csv`` and ``test.csv`` (or the same
+compressed with gzip, ``train.csv.gz`` ...), each with the columns ``review`` (the text) and
+``sentiment`` (``positive`` or ``negative``), as in the book's archive. Where they come from:
 
-1. the folder named by ``COURSE_DATA_DIR`` (any copy of the three files),
-2. ``<course>/data/imdb``,
-3. the book's public archive, downloaded once into ``<course>/data/``.
+1. the folder named by ``COURSE_DATA_DIR``, any copy of the three files;
+2. otherwise ``<course>/data/imdb``: the course's own subset of 4,596 reviews, shipped in
+   the repository with its source and citation (``data/imdb/SOURCE.md``). Nothing is
+   downloaded.
+
+The book's full archive is an explicit choice: ``python -m utils.data download`` fetches it
+into ``<course>/data/imdb-book`` and says how to use it.
 
 Training on all of it takes too long on a laptop CPU, so every run uses a balanced,
 seeded subset that :func:`make_subset` writes into the course workspace.
@@ -17,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +35,10 @@ from utils.workspace import get_workspace, repo_root
 
 DATA_DIR_ENV = "COURSE_DATA_DIR"
 IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
-# The sha256 of the archive at IMDB_URL. It is None because the course was written on a
-# machine without internet access: nobody has checked the archive's digest from a
-# trusted copy yet, and a digest copied from the same download would prove nothing.
-# Until someone fills it in (run `sha256sum imdb.zip` on a copy you trust), a download is
-# accepted only if its contents pass the strict checks of `validate_imdb_folder`.
+# The sha256 of the archive at IMDB_URL is not known to the course: nobody has checked it
+# against a copy they trust, and a digest copied from the same download would prove
+# nothing. A download is therefore accepted only if its contents pass the strict checks of
+# `validate_imdb_folder`; fill this in (`sha256sum imdb.zip`) once you have a trusted copy.
 IMDB_ARCHIVE_SHA256: str | None = None
 DOWNLOAD_TIMEOUT = 30  # seconds without an answer before a download counts as offline
 
@@ -44,9 +49,14 @@ SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
 SIZE_PARAMETERS = {"train_size": "train", "val_size": "valid", "test_size": "test"}
 
 
-def default_data_dir() -> Path:
-    """``<course>/data/imdb``: where a downloaded copy is kept."""
+def course_data_dir() -> Path:
+    """``<course>/data/imdb``: the course's own subset, shipped in the repository."""
     return repo_root() / "data" / "imdb"
+
+
+def book_data_dir() -> Path:
+    """``<course>/data/imdb-book``: where ``python -m utils.data download`` puts the book's archive."""
+    return repo_root() / "data" / "imdb-book"
 
 
 def _set_it_up_hint(lead: str = "Point") -> str:
@@ -67,7 +77,14 @@ class ImdbFolder:
     counts: dict[str, dict[str, int]]  # split -> label -> rows
 
     def file(self, split: str) -> Path:
-        return self.path / SPLIT_FILES[split]
+        return split_file(self.path, split)
+
+
+def split_file(folder: Path, split: str) -> Path:
+    """``<folder>/<split>.csv``, or ``<split>.csv.gz`` when only the compressed file is there."""
+    plain = folder / SPLIT_FILES[split]
+    compressed = plain.with_name(plain.name + ".gz")
+    return compressed if compressed.is_file() and not plain.is_file() else plain
 
 
 def read_split(path: Path) -> pd.DataFrame:
@@ -106,8 +123,8 @@ def validate_imdb_folder(path: Path | str) -> ImdbFolder:
     if not path.is_dir():
         raise CourseError(f"The data folder {path} does not exist.")
     counts = {}
-    for split, name in SPLIT_FILES.items():
-        frame = read_split(path / name)
+    for split in SPLIT_FILES:
+        frame = read_split(split_file(path, split))
         counts[split] = {label: int((frame["sentiment"] == label).sum()) for label in LABELS}
     return ImdbFolder(path.resolve(), counts)
 
@@ -123,8 +140,8 @@ def _configured_folder(configured: str) -> Path:
     return from_course if from_course.is_dir() else path
 
 
-def find_imdb(download: bool = True) -> ImdbFolder:
-    """The IMDB data: ``COURSE_DATA_DIR``, else ``<course>/data/imdb``, else downloaded there."""
+def find_imdb() -> ImdbFolder:
+    """The IMDB data: the folder ``COURSE_DATA_DIR`` names, else the course's own subset."""
     configured = os.environ.get(DATA_DIR_ENV, "").strip()
     if configured:
         try:
@@ -134,30 +151,29 @@ def find_imdb(download: bool = True) -> ImdbFolder:
                 f"{DATA_DIR_ENV}={configured} does not point at a usable copy of the data: "
                 f"{error} {_set_it_up_hint()}"
             ) from None
-    local = default_data_dir()
-    if local.is_dir():
-        try:
-            return validate_imdb_folder(local)
-        except CourseError as error:
-            raise CourseError(
-                f"{error} Delete the folder {local} to download the data again, or "
-                f"{_set_it_up_hint('point')}"
-            ) from None
-    if not download:
-        raise CourseError(f"The IMDB data is not in {local}. {_set_it_up_hint()}")
-    return download_imdb(dest=local.parent)
+    shipped = course_data_dir()
+    try:
+        return validate_imdb_folder(shipped)
+    except CourseError as error:
+        raise CourseError(
+            f"The course's own data in {shipped} is missing or damaged: {error} It comes with "
+            "the repository: restore it with `git checkout -- data/imdb`, or "
+            f"{_set_it_up_hint('point')}"
+        ) from None
 
 
 def download_imdb(url: str | None = None, dest: Path | str | None = None) -> ImdbFolder:
-    """Download the book's archive into ``dest`` (``<course>/data``), unpack and check it."""
+    """Download the book's archive, unpack it into ``dest`` (``<course>/data/imdb-book``) and
+    check it; nothing is left behind when a step fails."""
     import requests
     from tqdm.auto import tqdm
 
     url = url or IMDB_URL
-    dest = Path(dest) if dest is not None else default_data_dir().parent
-    dest.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest) if dest is not None else book_data_dir()
+    dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
+    not_needed = "The course does not need it: its own subset in data/imdb is used by default."
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:
         archive = Path(tmp) / "imdb.zip"
         try:
             with requests.get(url, stream=True, timeout=DOWNLOAD_TIMEOUT) as response:
@@ -173,30 +189,28 @@ def download_imdb(url: str | None = None, dest: Path | str | None = None) -> Imd
         except (requests.ConnectionError, requests.Timeout) as error:
             raise CourseError(
                 f"Cannot download the IMDB reviews from {url}: this machine seems to be "
-                f"offline ({type(error).__name__}). {_set_it_up_hint()}"
+                f"offline ({type(error).__name__}). {not_needed}"
             ) from None
         except requests.HTTPError as error:
-            raise CourseError(
-                f"Downloading {url} failed ({error}). {_set_it_up_hint()}"
-            ) from None
+            raise CourseError(f"Downloading {url} failed ({error}). {not_needed}") from None
         if IMDB_ARCHIVE_SHA256 and digest.hexdigest() != IMDB_ARCHIVE_SHA256:
             raise CourseError(
                 f"The archive downloaded from {url} has sha256 {digest.hexdigest()}, "
-                f"not the expected {IMDB_ARCHIVE_SHA256}; it was not unpacked. "
-                f"Try again later, or {_set_it_up_hint('point')}"
+                f"not the expected {IMDB_ARCHIVE_SHA256}; it was not unpacked. {not_needed}"
             )
         return unpack_imdb(archive, dest)
 
 
 def unpack_imdb(archive: Path | str, dest: Path | str) -> ImdbFolder:
-    """Unpack an ``imdb.zip`` (one ``imdb/`` folder with the CSVs) into ``dest`` and check it.
+    """Unpack an ``imdb.zip`` (one ``imdb/`` folder with the CSVs) into the folder ``dest``
+    and check it.
 
     The archive is unpacked into a temporary folder first and moved into place only when
     its contents pass :func:`validate_imdb_folder`, so a bad archive leaves nothing behind.
     """
     archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest, prefix=".unpack-") as tmp:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".unpack-") as tmp:
         try:
             with zipfile.ZipFile(archive) as zipped:
                 root = Path(tmp).resolve()
@@ -217,11 +231,10 @@ def unpack_imdb(archive: Path | str, dest: Path | str) -> ImdbFolder:
             validate_imdb_folder(unpacked)
         except CourseError as error:
             raise CourseError(f"The archive {archive} is not the expected data: {error}") from None
-        target = dest / "imdb"
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.move(str(unpacked), target)
-    return validate_imdb_folder(target)
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.move(str(unpacked), dest)
+    return validate_imdb_folder(dest)
 
 
 # -- the subsets runs train on -------------------------------------------------------
@@ -300,3 +313,33 @@ def make_subset(
         sample.to_csv(partial, index=False)
         os.replace(partial, folder / name)
     return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m utils.data download``: fetch the book's full archive (an explicit choice;
+    the course runs on its own subset) and say how to use it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.data",
+        description="The course trains on its own IMDB subset (data/imdb). `download` fetches the "
+                    f"book's full archive from {IMDB_URL} into data/imdb-book instead; it reports "
+                    "the archive's size and the time it took.")
+    parser.add_argument("command", choices=["download"])
+    parser.add_argument("--to", type=Path, default=book_data_dir(), help="the folder to unpack into")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        found = download_imdb(dest=args.to)
+    except CourseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    rows = sum(sum(c.values()) for c in found.counts.values())
+    size = sum(found.file(split).stat().st_size for split in SPLIT_FILES) / 2**20
+    print(f"{rows} reviews ({size:.0f} MB of CSV) in {found.path}, in {time.monotonic() - started:.0f} s.")
+    print(f"Use them with `export {DATA_DIR_ENV}={found.path}` before `make course` or `make lab`.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
