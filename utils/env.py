@@ -1,33 +1,70 @@
-"""The notebooks' preamble: check that the kernel runs the course's environment."""
+"""The notebooks' preamble: check that the kernel runs the course's environment.
+
+The course's environment is written down once: ``requirements.in`` names each package the
+course needs, with the versions it was tested with, and ``pyproject.toml`` the Pythons it
+supports. This check reads those files; nothing here restates a version.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
+import tomllib
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from utils.errors import CourseError
 
-PYTHON = SpecifierSet("==3.11.*")
+#: Another requirements file to check against (an environment built from it, such as the
+#: newest-MLflow check of ``make test-latest``); by default the course's ``requirements.in``.
+REQUIREMENTS_ENV = "COURSE_REQUIREMENTS"
 
-# What the notebooks rely on; requirements.txt pins the exact versions.
-PACKAGES: dict[str, SpecifierSet] = {
-    "mlflow": SpecifierSet(">=3,<4"),
-    "torch": SpecifierSet("==2.13.*"),
-    "pytorch-lightning": SpecifierSet("==1.9.5"),
-    "lightning-flash": SpecifierSet("==0.8.2"),
-    "torchmetrics": SpecifierSet("==0.10.3"),
-    "transformers": SpecifierSet(">=4"),
-    "numpy": SpecifierSet("<2"),
-    "pandas": SpecifierSet("<2.3"),
-    "papermill": SpecifierSet(">=2"),
-}
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def requirements_file() -> Path:
+    """``$COURSE_REQUIREMENTS``, or the course's ``requirements.in``."""
+    configured = os.environ.get(REQUIREMENTS_ENV, "").strip()
+    return Path(configured).expanduser() if configured else _repo_root() / "requirements.in"
+
+
+def read_requirements(path: Path | None = None) -> dict[str, SpecifierSet]:
+    """``{package: versions}`` of each requirement in a pip requirements file (in its order)."""
+    path = path or requirements_file()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise CourseError(
+            f"Cannot read the course's requirements {path} ({error.strerror or error}). Run the "
+            "notebooks from the course folder, where `make setup` installed them."
+        ) from None
+    wanted: dict[str, SpecifierSet] = {}
+    for line in lines:
+        line = re.sub(r"\s+#.*$", "", line).strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as error:
+            raise CourseError(f"{path}: {line!r} is not a requirement ({error}).") from None
+        wanted[canonicalize_name(requirement.name)] = requirement.specifier
+    return wanted
+
+
+def supported_python() -> SpecifierSet:
+    """The Pythons the course supports: ``requires-python`` of its ``pyproject.toml``."""
+    with open(_repo_root() / "pyproject.toml", "rb") as handle:
+        return SpecifierSet(tomllib.load(handle)["project"]["requires-python"])
 
 
 def installed_version(distribution: str) -> str | None:
@@ -39,22 +76,25 @@ def installed_version(distribution: str) -> str | None:
 
 
 def check_environment(packages: dict[str, SpecifierSet] | None = None) -> dict[str, str]:
-    """Check Python and the course's packages; return ``{name: version}``.
+    """Check Python and the course's packages; return ``{name: version}`` of Python and of
+    each package the requirements pin to a version or a range.
 
-    Raises :class:`CourseError` naming every package that is missing or outside the
-    range the course was tested with, and how to fix it.
+    ``packages`` defaults to :func:`read_requirements`. Raises :class:`CourseError` naming
+    every package that is missing or outside the versions the course was tested with, and
+    how to fix it.
     """
-    wanted = PACKAGES if packages is None else packages
+    wanted = read_requirements() if packages is None else packages
     python = ".".join(map(str, sys.version_info[:3]))
     found = {"python": python}
     problems = []
-    if Version(python) not in PYTHON:
-        problems.append(f"python {python} (the course needs {PYTHON})")
+    if Version(python) not in (spec := supported_python()):
+        problems.append(f"python {python} (the course needs {spec})")
     for name, spec in wanted.items():
         version = installed_version(name)
-        found[name] = version or "missing"
+        if spec or version is None:
+            found[name] = version or "missing"
         if version is None:
-            problems.append(f"{name} is not installed (needs {spec})")
+            problems.append(f"{name} is not installed" + (f" (needs {spec})" if spec else ""))
         elif Version(version).release and Version(Version(version).base_version) not in spec:
             problems.append(f"{name} {version} (the course needs {spec})")
     if problems:
