@@ -17,7 +17,7 @@ from utils.lab import ICON_PATH, LAUNCHER_TITLE, PROXY_NAME, mlflow_server_comma
 from utils.workspace import get_workspace, repo_root
 
 PUBLIC_HOST = "hub.example.org"
-MLFLOW_PORT = re.compile(r"\bmlflow server\b.*--port (\d+)")
+MLFLOW_PORT = re.compile(r"\buvicorn\b.*--port (\d+).*mlflow\.server")
 
 
 def test_the_lab_finds_the_mlflow_entry_point():
@@ -45,8 +45,8 @@ def test_the_entry_is_a_valid_jupyter_server_proxy_server():
 def test_the_command_serves_the_course_workspace_on_loopback(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "ws"))
     command = mlflow_server_command(port=5123)
-    options = dict(zip(command[2::2], command[3::2]))
-    assert command[0].endswith("mlflow") and command[1] == "server"
+    options = dict(zip(command[3::2], command[4::2]))
+    assert command[1:3] == ["-m", "utils.tracking"]  # `mlflow server`, in one process
     assert options["--host"] == "127.0.0.1" and options["--port"] == "5123"
     assert options["--workers"] == "1"
     workspace = get_workspace()
@@ -86,7 +86,7 @@ def _mlflow_port(lab):
     return int(ports[0])
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_the_launcher_lists_the_mlflow_ui_tile(lab):
     info = requests.get(lab.url("server-proxy/servers-info"), headers=lab.auth_header, timeout=10)
     info.raise_for_status()
@@ -97,7 +97,7 @@ def test_the_launcher_lists_the_mlflow_ui_tile(lab):
     assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/svg+xml"
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_the_ui_and_its_files_are_served_under_a_public_host(lab):
     page = _proxied(lab)
     assert page.status_code == 200, page.text[:500]
@@ -110,7 +110,7 @@ def test_the_ui_and_its_files_are_served_under_a_public_host(lab):
         assert asset.status_code == 200 and "javascript" in asset.headers["Content-Type"], script
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_the_ui_api_calls_work_from_the_public_origin(lab):
     # What the UI's own scripts send: a JSON POST with the page's Origin.
     origin = {"Origin": f"http://{PUBLIC_HOST}:{lab.port}"}
@@ -123,7 +123,7 @@ def test_the_ui_api_calls_work_from_the_public_origin(lab):
     assert runs.status_code == 200, runs.text
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_the_proxy_needs_the_lab_login(lab):
     _proxied(lab).raise_for_status()  # the server is up
     anonymous = requests.get(lab.url(f"{PROXY_NAME}/"), allow_redirects=False, timeout=30)
@@ -139,7 +139,7 @@ def test_the_proxy_needs_the_lab_login(lab):
     assert "Access-Control-Allow-Origin" not in preflight.headers
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_mlflow_keeps_its_own_checks_for_direct_requests(lab):
     _proxied(lab).raise_for_status()
     direct = f"http://127.0.0.1:{_mlflow_port(lab)}"
@@ -153,7 +153,7 @@ def test_mlflow_keeps_its_own_checks_for_direct_requests(lab):
     assert foreign_origin.status_code == 403
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_stopping_the_lab_ends_the_mlflow_server(lab):
     _proxied(lab).raise_for_status()
     port = _mlflow_port(lab)

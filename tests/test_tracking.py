@@ -25,13 +25,24 @@ def _group_is_gone(pgid: int) -> bool:
     return result.stdout.strip() == ""
 
 
-def test_server_serves_a_fresh_store_and_stops_completely(workspace):
+def test_server_serves_a_fresh_store_in_one_process_and_stops_completely(workspace):
+    """`mlflow server` would wait beside its web server in a second process of ~250 MB; the
+    course's server becomes the web server instead (utils.tracking.serve_in_this_process,
+    MLflow's private _exec_cmd). If MLflow changes how it starts uvicorn, this fails."""
+    import psutil
+
     with TrackingServer(workspace=workspace, port=0) as server:
         assert server.is_running
         assert requests.get(f"{server.url}/health", timeout=5).text == "OK"
         names = [e.name for e in mlflow.MlflowClient(server.url).search_experiments()]
         assert names == ["Default"]
         assert "<title>MLflow</title>" in requests.get(server.url, timeout=5).text
+        leader = psutil.Process(server.process.pid)
+        group = [leader, *leader.children(recursive=True)]
+        commands = [" ".join(p.cmdline()) for p in group]
+        assert len(commands) == 1, commands
+        assert "-m uvicorn" in commands[0] and commands[0].endswith("mlflow.server.fastapi_app:app")
+        assert leader.environ()["_MLFLOW_SERVER_FILE_STORE"] == workspace.backend_store_uri
         pgid = server.process.pid
         log_path = server.log_path
     assert not server.is_running
@@ -40,6 +51,7 @@ def test_server_serves_a_fresh_store_and_stops_completely(workspace):
     assert log_path.parent == workspace.logs_dir and log_path.stat().st_size > 0
 
 
+@pytest.mark.full
 def test_runs_logged_through_the_server_land_in_the_workspace(workspace):
     with TrackingServer(workspace=workspace, port=0) as server:
         client = mlflow.MlflowClient(server.url)
@@ -67,12 +79,14 @@ def test_busy_port_gives_a_clear_message(workspace):
             TrackingServer(workspace=workspace, port=port).start()
 
 
+@pytest.mark.full
 def test_port_taken_by_another_mlflow_server_is_named(workspace):
     with TrackingServer(workspace=workspace, port=0) as first:
         with pytest.raises(CourseError, match="another MLflow server"):
             TrackingServer(workspace=workspace, port=first.port).start()
 
 
+@pytest.mark.full
 def test_server_that_dies_on_start_shows_its_log(workspace):
     server = TrackingServer(
         workspace=workspace, port=0, backend_store_uri="notadb://nowhere", startup_timeout=60
@@ -95,6 +109,7 @@ def test_free_port_is_bindable():
         sock.bind(("127.0.0.1", port))
 
 
+@pytest.mark.full
 def test_server_does_not_outlive_a_killed_parent(workspace, tmp_path):
     # A kernel killed with SIGKILL runs no atexit handler; the server must still go.
     script = tmp_path / "parent.py"
@@ -117,3 +132,4 @@ def test_server_does_not_outlive_a_killed_parent(workspace, tmp_path):
     while not _group_is_gone(pgid) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _group_is_gone(pgid), "the server outlived its killed parent"
+

@@ -1,7 +1,7 @@
 """The course workspace: where every notebook's MLflow store lives."""
 
 import os
-import stat
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -37,14 +37,36 @@ def test_empty_tracking_uri_means_the_local_store(tmp_path, monkeypatch):
     assert get_workspace().tracking_uri.startswith("sqlite:///")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_workspace_says_what_to_do(tmp_path, monkeypatch):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    monkeypatch.setenv("COURSE_WORKSPACE", str(locked / "ws"))
-    with pytest.raises(CourseError, match="COURSE_WORKSPACE"):
-        get_workspace()
+def test_unwritable_workspace_says_what_to_do(tmp_path):
+    """A reader who may not write the folder gets the advice. Root may write anywhere, so as
+    root the check runs in a forked child that has become the user ``nobody``."""
+    import tempfile
+
+    locked = Path(tempfile.mkdtemp(prefix="course-locked-"))  # not under root's private tmp
+    locked.chmod(0o555)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: drop root, try, report through the pipe, and leave at once
+        os.close(reader)
+        message = "no error"
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            os.environ["COURSE_WORKSPACE"] = str(locked / "ws")
+            get_workspace()
+        except CourseError as error:
+            message = str(error)
+        except BaseException as error:  # noqa: BLE001 - reported to the parent
+            message = f"{type(error).__name__}: {error}"
+        os.write(writer, message.encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        message = pipe.read()
+    os.waitpid(child, 0)
+    locked.rmdir()
+    assert "cannot be written" in message and "export COURSE_WORKSPACE=" in message, message
 
 
 def test_workspace_under_a_file_says_what_to_do(tmp_path, monkeypatch):
@@ -89,3 +111,60 @@ def test_initialise_store_gives_default_the_workspace_artifact_root(tmp_path, mo
     default = mlflow.MlflowClient(workspace.backend_store_uri).get_experiment("0")
     assert default.artifact_location.startswith(str(workspace.artifacts_dir))
     assert "_MLFLOW_SERVER_ARTIFACT_ROOT" not in os.environ
+
+
+# Three notebook-like processes and one server start on one new workspace at the same moment.
+# Each waits at a barrier (a file) after its imports, so that all four open the new store
+# together, as when a notebook and the lab's MLflow UI tile start at once.
+_FIRST_USE = {
+    "notebook": (
+        "import mlflow, utils\n"
+        "{barrier}"
+        "utils.use_workspace()\n"
+        "mlflow.set_experiment('first-use')\n"
+        "with mlflow.start_run():\n"
+        "    mlflow.log_metric('x', 1.0)\n"
+    ),
+    "server": (
+        "import utils\n"
+        "{barrier}"
+        "server = utils.start_server(port=0)\n"
+        "server.stop()\n"
+    ),
+}
+_BARRIER = (
+    "import os, pathlib, time\n"
+    "pathlib.Path(os.environ['READY']).touch()\n"
+    "while not pathlib.Path(os.environ['GO']).exists(): time.sleep(0.01)\n"
+)
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("trial", [1, 2, 3])
+def test_a_fresh_workspace_survives_first_use_by_four_processes_at_once(tmp_path, trial):
+    import subprocess
+    import sys
+    import time
+
+    workspace, go = tmp_path / "ws", tmp_path / "go"
+    roles = ["notebook", "notebook", "notebook", "server"]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "_COURSE_SET_TRACKING_URI")}
+    processes = []
+    for number, role in enumerate(roles):
+        code = _FIRST_USE[role].format(barrier=_BARRIER)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", code], cwd=repo_root(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env={**env, "COURSE_WORKSPACE": str(workspace), "GO": str(go),
+                            "READY": str(tmp_path / f"ready-{number}")}))
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready-{n}").exists() for n in range(len(roles))):
+        assert time.monotonic() < deadline, "the processes never got ready"
+        assert all(p.poll() is None for p in processes), [p.communicate()[0] for p in processes]
+        time.sleep(0.05)
+    go.touch()
+    outcomes = [(role, p.wait(timeout=300), p.stdout.read()) for role, p in zip(roles, processes)]
+    crashed = [f"{role} exited {code}:\n{output[-1500:]}" for role, code, output in outcomes if code != 0]
+    assert crashed == []
+    client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("first-use").experiment_id])
+    assert len(runs) == 3

@@ -8,15 +8,17 @@ forwards every request to it. The same works under ``make lab`` and on Binder, w
 reader's browser cannot reach a port of the container directly.
 
 The server is the same command that :class:`utils.tracking.TrackingServer` runs, so the
-UI in the lab shows the same store as the notebooks. The lab ends it when it shuts down.
+UI in the lab shows the same store as the notebooks, and notebooks use this server instead
+of starting their own (:func:`utils.workspace_server`). The lab ends it when it shuts down.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
-from utils.tracking import DEFAULT_HOST, TrackingServer
+from utils.tracking import DEFAULT_HOST, TrackingServer, record_lab_server
 from utils.workspace import Workspace, get_workspace
 
 #: The path under the lab where the UI is served: ``<lab>/mlflow/``.
@@ -31,20 +33,25 @@ STARTUP_TIMEOUT = 120.0
 
 
 def mlflow_server_command(port: int, workspace: Workspace | None = None) -> list[str]:
-    """The ``mlflow server`` command line that serves ``workspace`` on ``127.0.0.1:port``.
+    """The command line that serves ``workspace`` on ``127.0.0.1:port``.
 
-    It is :meth:`utils.tracking.TrackingServer.command` (one worker, the workspace's
-    SQLite store and artifact folder), so the lab and the notebooks share one store.
+    It is :meth:`utils.tracking.TrackingServer.command` (``mlflow server`` in one process,
+    one worker, the workspace's SQLite store and artifact folder), so the lab and the
+    notebooks share one store.
     The workspace is the course workspace (``$COURSE_WORKSPACE`` or ``<repo>/workspace``)
     unless one is given.
     """
     return TrackingServer(workspace=workspace or get_workspace(), port=port).command()
 
 
-def _command(port: int) -> list[str]:
-    # jupyter-server-proxy calls this with the port it picked, at the first request to
-    # /mlflow/, so the workspace is resolved then, from the lab's environment.
-    return mlflow_server_command(port)
+def _command(port: int, base_url: str = "/") -> list[str]:
+    # jupyter-server-proxy calls this with the port it picked and the lab's base URL, at the
+    # first request to /mlflow/, so the workspace is resolved then, from the lab's
+    # environment. `python -m utils.tracking` prepares the store (a notebook may be opening
+    # the same new store right now) and then becomes `mlflow server`. The server is noted in
+    # the workspace, so that notebooks use it too (utils.workspace_server).
+    record_lab_server(get_workspace(), port, ui_base=f"{base_url.rstrip('/')}/{PROXY_NAME}")
+    return [sys.executable, "-m", "utils.tracking", "--workspace-port", str(port)]
 
 
 def setup_mlflow() -> dict[str, Any]:

@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from utils.errors import CourseError
 from utils.env import temporary_environment
-from utils.workspace import Workspace, get_workspace, initialise_store
+from utils.workspace import Workspace, get_workspace
 
 HOST_ENV = "DATABRICKS_HOST"
 TOKEN_ENV = "DATABRICKS_TOKEN"
@@ -632,8 +632,6 @@ def start_auth_server(
     workspace = workspace or get_workspace()
     auth = auth or prepare_basic_auth(workspace)
     backend_store = backend_store or resolve_backend_store(workspace=workspace)
-    if backend_store.uri == workspace.backend_store_uri:
-        initialise_store(workspace)
     check_database(backend_store)
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": str(auth.config_path),

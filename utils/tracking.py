@@ -12,6 +12,7 @@ module starts is stopped when the Python process exits, even if a notebook forge
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import socket
@@ -20,14 +21,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import requests
 
 from utils.errors import CourseError
-from utils.workspace import Workspace, get_workspace
+from utils.workspace import Workspace, get_workspace, initialise_store
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
+#: The file in a workspace's ``logs/`` that names the server running for it, so that
+#: notebooks share one server (and JupyterLab's) instead of each starting its own.
+SERVER_RECORD = "server.json"
 
 _running: set[TrackingServer] = set()
 
@@ -89,6 +94,9 @@ class TrackingServer:
         Host headers the server accepts besides localhost (for a proxy such as Binder's).
     extra_args, env:
         More command-line options, and environment variables for the server process.
+    record:
+        Write the server into the workspace's ``logs/server.json`` while it runs, so that
+        :func:`workspace_server` in other notebooks uses it instead of starting another.
     """
 
     def __init__(
@@ -103,6 +111,7 @@ class TrackingServer:
         startup_timeout: float = 90.0,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        record: bool = False,
     ) -> None:
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
             raise CourseError(
@@ -119,8 +128,13 @@ class TrackingServer:
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
+        self.record = record
         self.process: subprocess.Popen | None = None
         self.log_path: Path | None = None
+        #: Who runs the server when this object only uses it (see :func:`workspace_server`).
+        self.shared_from: str | None = None
+        #: Where a browser opens the UI; a path on the lab's address for JupyterLab's server.
+        self.ui_base: str | None = None
 
     # -- addresses ------------------------------------------------------------------
     @property
@@ -130,7 +144,7 @@ class TrackingServer:
 
     def experiment_url(self, experiment_id: str) -> str:
         """The UI page of one experiment."""
-        return f"{self.url}/#/experiments/{experiment_id}"
+        return f"{self.ui_base or self.url}/#/experiments/{experiment_id}"
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         """The UI page of one run."""
@@ -139,12 +153,13 @@ class TrackingServer:
     # -- lifecycle ------------------------------------------------------------------
     @property
     def is_running(self) -> bool:
+        if self.shared_from:
+            return _answers_health(self.url)
         return self.process is not None and self.process.poll() is None
 
-    def command(self) -> list[str]:
-        """The ``mlflow server`` command line this object runs."""
-        cmd = [
-            mlflow_executable(), "server",
+    def server_options(self) -> list[str]:
+        """The options of ``mlflow server`` for this server."""
+        options = [
             "--backend-store-uri", self.backend_store_uri,
             "--default-artifact-root", self.default_artifact_root,
             "--host", self.host,
@@ -153,10 +168,16 @@ class TrackingServer:
             "--workers", "1",
         ]
         if self.app_name:
-            cmd += ["--app-name", self.app_name]
+            options += ["--app-name", self.app_name]
         if self.allowed_hosts:
-            cmd += ["--allowed-hosts", ",".join(self.allowed_hosts)]
-        return cmd + self.extra_args
+            options += ["--allowed-hosts", ",".join(self.allowed_hosts)]
+        return options + self.extra_args
+
+    def command(self) -> list[str]:
+        """The command line this object runs: ``mlflow server`` with :meth:`server_options`,
+        in a single process (see :func:`serve_in_this_process`)."""
+        mlflow_executable()  # a clear message when the environment lacks MLflow's command
+        return [sys.executable, "-m", "utils.tracking", *self.server_options()]
 
     def start(self) -> TrackingServer:
         """Start the server and wait until ``/health`` answers; return ``self``."""
@@ -164,6 +185,8 @@ class TrackingServer:
             return self
         self.port = self.requested_port or find_free_port(self.host)
         self._check_port()
+        if self.backend_store_uri == self.workspace.backend_store_uri:
+            initialise_store(self.workspace)  # before the server, which would race others
         self.log_path = self.workspace.logs_dir / f"mlflow-server-{self.port}.log"
         env = {
             **os.environ,
@@ -185,14 +208,20 @@ class TrackingServer:
             )
         _running.add(self)
         self._wait_until_healthy()
+        if self.record:
+            _write_record(self.workspace, {"url": self.url, "pid": self.process.pid,
+                                           "started_by": "a notebook of the course"})
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the server and its workers; safe to call twice."""
+        """Stop the server and its workers; safe to call twice. A shared server (see
+        :func:`workspace_server`) belongs to whoever started it and keeps running."""
         process, self.process = self.process, None
         _running.discard(self)
         if process is None:
             return
+        if self.record:
+            _remove_record(self.workspace, process.pid)
         if process.poll() is None:
             signal_process_group(process.pid, signal.SIGTERM)
             try:
@@ -211,7 +240,8 @@ class TrackingServer:
 
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
-        return f"<TrackingServer {self.url} {state}>"
+        shared = f", shared: started by {self.shared_from}" if self.shared_from else ""
+        return f"<TrackingServer {self.url} {state}{shared}>"
 
     # -- helpers --------------------------------------------------------------------
     def log_tail(self, lines: int = 20) -> str:
@@ -248,6 +278,62 @@ class TrackingServer:
             f"The MLflow server did not answer on {self.url}/health within "
             f"{self.startup_timeout:.0f} s. The end of its log {self.log_path}:\n{self.log_tail()}"
         )
+
+
+def _write_record(workspace: Workspace, record: dict) -> None:
+    path = workspace.logs_dir / SERVER_RECORD
+    partial = path.with_name(f".{SERVER_RECORD}.{os.getpid()}")
+    partial.write_text(json.dumps(record), encoding="utf-8")
+    os.replace(partial, path)  # a reader never sees half a record
+
+
+def _remove_record(workspace: Workspace, pid: int) -> None:
+    path = workspace.logs_dir / SERVER_RECORD
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == pid:
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def record_lab_server(workspace: Workspace, port: int, ui_base: str) -> None:
+    """Note that JupyterLab's MLflow UI tile serves ``workspace`` on ``port`` (its proxy
+    shows it at ``ui_base``), for :func:`workspace_server`."""
+    _write_record(workspace, {"url": f"http://{DEFAULT_HOST}:{port}", "ui_base": ui_base,
+                              "started_by": "JupyterLab's MLflow UI tile"})
+
+
+def _serves(url: str, workspace: Workspace) -> bool:
+    """True when the server at ``url`` serves ``workspace``'s store (its Default
+    experiment keeps artifacts in the workspace)."""
+    try:
+        answer = requests.get(f"{url}/api/2.0/mlflow/experiments/get",
+                              params={"experiment_id": "0"}, timeout=5)
+        location = answer.json()["experiment"]["artifact_location"]
+    except (requests.RequestException, ValueError, KeyError):
+        return False
+    return location.removeprefix("file://") == str(workspace.artifacts_dir)
+
+
+def workspace_server(port: int = 0, workspace: Workspace | None = None) -> TrackingServer:
+    """The tracking server of the course workspace: the one that already serves it (started
+    by JupyterLab's MLflow UI tile or by another notebook), else a new one on ``port``.
+
+    One server per workspace saves memory (each ``mlflow server`` takes about 250 MB per
+    process). ``stop()`` on a shared server leaves it running for its owner.
+    """
+    workspace = workspace or get_workspace()
+    try:
+        record = json.loads((workspace.logs_dir / SERVER_RECORD).read_text(encoding="utf-8"))
+        url = str(record["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        record, url = None, ""
+    if record and _answers_health(url) and _serves(url, workspace):
+        server = TrackingServer(workspace=workspace, port=int(url.rsplit(":", 1)[1]))
+        server.shared_from = str(record.get("started_by") or "another process")
+        server.ui_base = record.get("ui_base") or None
+        return server
+    return TrackingServer(workspace=workspace, port=port, record=True).start()
 
 
 def _answers_health(url: str) -> bool:
@@ -299,3 +385,55 @@ def running_servers() -> list[TrackingServer]:
 
 
 atexit.register(stop_all_servers)
+
+
+def serve_in_this_process(options: Sequence[str]) -> NoReturn:
+    """Run ``mlflow server <options>`` so that this process becomes the server.
+
+    ``mlflow server`` prepares everything (its settings, the stores, the login app) and then
+    starts the web server, uvicorn, as a child process that it waits for: two Python
+    processes of about 250 MB each, one of them idle for the server's whole life. Here
+    MLflow's own command does all of its preparation as usual, and then this process
+    *becomes* uvicorn (``exec``) with exactly the command and variables MLflow chose. That
+    halves the server's memory, which matters on Binder's 2 GB.
+
+    MLflow has no public switch for this. The one private name it takes,
+    ``mlflow.server._exec_cmd``, is used here only, and ``tests/test_tracking.py`` fails
+    loudly if MLflow changes it.
+    """
+    import mlflow.server
+    from mlflow.cli import cli
+
+    if not callable(getattr(mlflow.server, "_exec_cmd", None)):
+        raise CourseError(
+            f"This MLflow ({mlflow.__version__}) starts its server differently from the one the "
+            "course was written for (mlflow.server._exec_cmd is gone). Run `make setup` to get "
+            "the course's pinned MLflow."
+        )
+
+    def become(command, extra_env=None, **_how_to_wait):
+        os.execve(command[0], command, {**os.environ, **(extra_env or {})})
+
+    mlflow.server._exec_cmd = become
+    cli.main(args=["server", *options], prog_name="mlflow")
+    raise CourseError("mlflow server returned without starting its web server.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m utils.tracking [mlflow server options]``: ``mlflow server`` in one process.
+
+    With ``--workspace-port PORT`` instead of options, it serves the course workspace on
+    loopback: JupyterLab's MLflow UI tile runs it so. It then first prepares the workspace's
+    store under the workspace's lock (see :func:`utils.workspace.initialise_store`), so that
+    the lab itself never loads MLflow.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["--workspace-port"] and len(arguments) == 2:
+        workspace = get_workspace()
+        initialise_store(workspace)
+        arguments = TrackingServer(workspace=workspace, port=int(arguments[1])).server_options()
+    serve_in_this_process(arguments)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,8 +9,11 @@ reader who points MLflow at a remote server keeps that choice.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,21 +110,42 @@ def use_workspace() -> Workspace:
     workspace = get_workspace()
     os.environ[_ARTIFACT_ROOT_ENV] = str(workspace.artifacts_dir)
     uri, readers_own = workspace.tracking_uri, workspace.uses_explicit_tracking_uri
+    if not readers_own:
+        initialise_store(workspace)
     mlflow.set_tracking_uri(uri)
     if not readers_own:
         os.environ[_COURSE_SET_URI_ENV] = uri
     return workspace
 
 
-def initialise_store(workspace: Workspace) -> None:
-    """Create the workspace's SQLite store as the notebooks do, if it is new.
+@contextlib.contextmanager
+def workspace_lock(workspace: Workspace, name: str) -> Iterator[None]:
+    """Hold the lock ``<workspace>/.<name>.lock`` for the block: one process at a time."""
+    with open(workspace.path / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
-    A server started first would create it instead, and give the Default experiment an
-    artifact root that runs without that server cannot use (``mlflow-artifacts:/``).
+
+def initialise_store(workspace: Workspace) -> None:
+    """Create the workspace's SQLite store, or bring an older one up to date, exactly once.
+
+    MLflow creates a new store's tables (and migrates an old store) the first time a client
+    or a server opens it. Several processes doing that at once on a new store break each
+    other ("table ... already exists"), as when a notebook and the lab's MLflow UI tile
+    start together. So every part of the course that opens the workspace's store (notebooks,
+    the servers it starts, the lab's tile) first calls this: the first process does the
+    work under a lock in the workspace, the others wait and then find the store ready.
+
+    It also gives the Default experiment the workspace's ``artifacts/`` folder, as the
+    notebooks expect (a server would give it ``mlflow-artifacts:/``).
     """
     import mlflow
 
-    with temporary_environment(**{_ARTIFACT_ROOT_ENV: str(workspace.artifacts_dir)}):
+    with workspace_lock(workspace, "store"), \
+            temporary_environment(**{_ARTIFACT_ROOT_ENV: str(workspace.artifacts_dir)}):
         mlflow.MlflowClient(tracking_uri=workspace.backend_store_uri).search_experiments(max_results=1)
 
 
