@@ -1,11 +1,11 @@
 """Notebook 03 run headless with papermill: what it records, and how it fails.
 
-nbval runs the notebook with its defaults (see the `notebooks` test path); here papermill
-runs it with tiny sizes and other names, twice in one workspace, and with bad input.
+The notebook runs once at its defaults, as a reader runs it, and then a second time in the
+same workspace with other names and tiny sizes. The first run must learn: its promises are
+checked in MLflow's store, not only in what the notebook printed.
 """
 
 import ast
-import os
 import re
 
 import mlflow
@@ -13,12 +13,18 @@ import papermill
 import pytest
 import requests
 
-from tests.notebook_runner import NOTEBOOKS, cell_text, run_notebook
+from tests.notebook_runner import NOTEBOOKS, cell_text, output_text, run_notebook, servers_of
 from utils import training
 
 NAME = "03_first_autologged_run.ipynb"
-TINY = {"train_size": 40, "val_size": 20, "test_size": 20}
-needs_data = pytest.mark.skipif(not os.environ.get("COURSE_DATA_DIR"), reason="COURSE_DATA_DIR is not set")
+TINY = {"train_size": 96, "val_size": 20, "test_size": 20, "batch_size": 4}
+# The test accuracy of the default run (seed 42) was 0.745 when the course was measured;
+# the floor leaves room for another CPU's arithmetic, not for a model that stopped learning.
+ACCURACY_FLOOR = 0.70
+REVIEWS = {
+    "positive": "A moving story with wonderful actors. I loved every minute of it.",
+    "negative": "Two hours of my life I will never get back. Dull, predictable and badly acted.",
+}
 
 
 def test_parameters_cell_has_the_training_defaults():
@@ -27,83 +33,107 @@ def test_parameters_cell_has_the_training_defaults():
 
 
 @pytest.fixture(scope="module")
-def twice(tmp_path_factory):
-    """The notebook run twice in one workspace, with other names and tiny sizes."""
-    if not os.environ.get("COURSE_DATA_DIR"):
-        pytest.skip("COURSE_DATA_DIR is not set")
+def executed(tmp_path_factory):
+    """The notebook at its defaults, then again with other names and tiny sizes, in one
+    fresh workspace; returns both executed notebooks, a client of the store and the workspace."""
     workspace = tmp_path_factory.mktemp("nb03-ws")
     out = tmp_path_factory.mktemp("nb03-out")
-    names = {"experiment_name": "nb03_test_experiment", "run_name": "tiny_run"}
-    first = run_notebook(NAME, out, workspace, **names, **TINY)
-    second = run_notebook(NAME, out, workspace, **names, **TINY)
+    default = run_notebook(NAME, out / "default", workspace)
+    tiny = run_notebook(NAME, out / "tiny", workspace, experiment_name="nb03_test_experiment",
+                        run_name="tiny_run", **TINY)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workspace}/mlflow.db")
-    return first, second, client, workspace
+    return default, tiny, client, workspace
 
 
-@pytest.mark.slow
-def test_runs_are_recorded_under_the_given_names(twice):
-    _, _, client, workspace = twice
-    assert client.get_experiment_by_name("dl_model_chapter02") is None
-    experiment = client.get_experiment_by_name("nb03_test_experiment")
-    runs = client.search_runs([experiment.experiment_id])
-    names = sorted(run.info.run_name for run in runs)
-    assert names == ["tiny_run", "tiny_run", "tiny_run-pinned", "tiny_run-pinned"]
-    for run in runs:
-        assert run.info.status == "FINISHED"
-        assert {"train_accuracy", "val_accuracy", "test_accuracy"} <= set(run.data.metrics)
-        assert run.data.params["epochs"] == "1" and run.data.params["lr"] == "0.01"
-        assert "model_summary.txt" in [a.path for a in client.list_artifacts(run.info.run_id)]
-        model = training.logged_model_of_run(run.info.run_id, client)
-        assert model is not None and model.artifact_location.startswith(str(workspace))
+def _only_run(client, experiment_name):
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment_name).experiment_id])
+    return run
 
 
-@pytest.mark.slow
-def test_pinned_run_lists_what_loading_needs(twice):
-    _, _, client, _ = twice
-    experiment = client.get_experiment_by_name("nb03_test_experiment")
-    for run in client.search_runs([experiment.experiment_id]):
-        model = training.logged_model_of_run(run.info.run_id, client)
-        requirements = (model.artifact_location + "/requirements.txt")
-        listed = open(requirements, encoding="utf-8").read()
-        if run.info.run_name.endswith("-pinned"):
-            assert "pytorch-lightning==1.9.5" in listed and "transformers==" in listed
-        else:  # the chapter's way: inferred, and the notebook says what it misses
-            assert "lightning-flash==0.8.2" in listed and "sentence-transformers==" in listed
-            assert "pytorch-lightning" not in listed and "transformers==" not in listed.replace(
-                "sentence-transformers==", "")
+@pytest.mark.full
+def test_the_default_run_learns(executed):
+    default, _, client, _ = executed
+    run = _only_run(client, "dl_model_chapter02")
+    assert run.info.run_name == "chapter02" and run.info.status == "FINISHED"
+    assert run.data.metrics["test_accuracy"] >= ACCURACY_FLOOR
+    # Both example reviews are classified correctly (read from standard output only, so a
+    # progress bar on another stream cannot get in the way).
+    predictions = cell_text(default, "utils.predict_sentiment(loaded", stdout_only=True)
+    for label, review in REVIEWS.items():
+        assert f"{label:>8}  {review}" in predictions.splitlines()
 
 
-@pytest.mark.slow
-def test_notebook_shows_what_it_promises(twice):
-    first, second, _, _ = twice
-    for notebook in (first, second):
+@pytest.mark.full
+def test_the_default_run_fills_the_run_page(executed):
+    _, _, client, _ = executed
+    run = _only_run(client, "dl_model_chapter02")
+    run_id = run.info.run_id
+    # A training curve, not a single point.
+    assert len(client.get_metric_history(run_id, "train_cross_entropy_step")) >= 5
+    assert {"train_accuracy", "val_accuracy", "test_accuracy"} <= set(run.data.metrics)
+    # Datasets among its inputs, one per stage.
+    contexts = {tag.value: i.dataset.name for i in run.inputs.dataset_inputs for tag in i.tags
+                if tag.key == "mlflow.data.context"}
+    assert contexts == {"training": "imdb-500-100-200-seed42-train",
+                        "validation": "imdb-500-100-200-seed42-valid",
+                        "testing": "imdb-500-100-200-seed42-test"}
+    # System metrics, sampled more than once.
+    assert len(client.get_metric_history(run_id, "system/cpu_utilization_percentage")) >= 2
+    assert "system/system_memory_usage_megabytes" in run.data.metrics
+    # A checkpoint that load_checkpoint reads back.
+    assert run.data.tags["mlflow.latest_checkpoint_artifact"] == "checkpoints/latest_checkpoint.pth"
+    # The model, logged with pinned requirements, linked to the run.
+    model = training.logged_model_of_run(run_id, client)
+    assert model is not None and model.source_run_id == run_id
+    requirements = open(f"{model.artifact_location}/requirements.txt", encoding="utf-8").read()
+    assert "pytorch-lightning==1.9.5" in requirements and "transformers==" in requirements
+    assert "model_summary.txt" in [a.path for a in client.list_artifacts(run_id)]
+
+
+@pytest.mark.full
+def test_the_notebook_shows_what_it_promises(executed):
+    for notebook in executed[:2]:
         assert re.search(r"experiment_id: \d+", cell_text(notebook, "get_experiment_by_name"))
-        predicted = cell_text(notebook, 'predicted = utils.predict_sentiment(')
-        assert len(re.findall(r"^\s*(positive|negative)  ", predicted, re.M)) == 2
-        summary = cell_text(notebook, "model_summary.txt")
-        assert "HuggingFaceAdapter" in summary and "Params" in summary
-        report = cell_text(notebook, 'print("pinned way:')
-        assert "chapter's way:" in report and "everything else" in report
+        datasets = cell_text(notebook, "mlflow.data.get_source(training_input)")
+        assert "training" in datasets and "validation" in datasets and "read back:" in datasets
+        restored = cell_text(notebook, "mlflow.pytorch.load_checkpoint")
+        assert "same trained layer as the logged model: True" in restored
+        assert "same predictions: True" in restored
+        assert "MeanPoolingEncoder" in cell_text(notebook, "model_summary.txt")
+        assert "everything else" in cell_text(notebook, "training.time_report")
         # MLflow's warning about the Lightning version is shown, not hidden.
         assert "Autologging is known to be compatible with pytorch-lightning" in cell_text(
-            notebook, "with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=params.run_name)")
+            notebook, "with mlflow.start_run(experiment_id=experiment.experiment_id")
         figures = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs
                    if "image/png" in o.get("data", {})]
         assert len(figures) == 1
+        # Copies out of the local store show no download progress bars.
+        assert "Downloading artifacts" not in output_text(notebook)
 
 
-@pytest.mark.slow
-def test_the_server_it_started_is_gone(twice):
-    first, second, _, _ = twice
-    for notebook in (first, second):
+@pytest.mark.full
+def test_a_second_run_records_under_the_given_names(executed):
+    _, _, client, workspace = executed
+    run = _only_run(client, "nb03_test_experiment")
+    assert run.info.run_name == "tiny_run" and run.info.status == "FINISHED"
+    assert run.data.params["epochs"] == "1" and run.data.params["lr"] == "0.03"
+    assert len(client.get_metric_history(run.info.run_id, "train_accuracy_step")) == 6
+    model = training.logged_model_of_run(run.info.run_id, client)
+    assert model.artifact_location.startswith(str(workspace))
+
+
+@pytest.mark.full
+def test_the_server_it_started_is_gone(executed):
+    default, tiny, _, workspace = executed
+    for notebook in (default, tiny):
         url = re.search(r"open this run: (http://[\d.]+:\d+)/#/experiments/\d+/runs/[0-9a-f]{32}",
-                        cell_text(notebook, "utils.start_server(port=0)")).group(1)
+                        cell_text(notebook, "utils.workspace_server()")).group(1)
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{url}/health", timeout=5)
+    assert servers_of(workspace) == []
 
 
-@needs_data
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("parameter, value, message", [
     ("strategy", "melt", "strategy='melt' is not a fine-tuning strategy"),
     ("train_size", 100000, r"train_size=100000 is out of range: .* at most \d+"),
@@ -118,7 +148,7 @@ def test_a_bad_parameter_stops_the_notebook_and_is_named(tmp_path, parameter, va
     assert client.get_experiment_by_name("dl_model_chapter02") is None
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_a_missing_data_folder_says_how_to_point_at_one(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "no-imdb-here"))
     with pytest.raises(papermill.PapermillExecutionError) as error:

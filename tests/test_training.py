@@ -5,6 +5,8 @@ workspace, through ``ensure_example_run`` - the same call later notebooks make.
 """
 
 import os
+import subprocess
+import sys
 import time
 
 import mlflow
@@ -17,20 +19,18 @@ from utils import training
 from utils.backbone import packaged_backbone, resolve_backbone
 from utils.errors import CourseError
 
-needs_data = pytest.mark.skipif(not os.environ.get("COURSE_DATA_DIR"), reason="COURSE_DATA_DIR is not set")
 TINY = {"train_size": 40, "val_size": 20, "test_size": 20}
 
 
 # -- parameters (no training) -------------------------------------------------------------
-@needs_data
 def test_defaults_are_valid():
     params = training.validate_parameters()
     assert params.backbone == str(packaged_backbone())
     assert params.strategy == "freeze" and params.accelerator == "auto"
+    assert params.pooling == "mean"
     assert params.as_dict()["train_size"] == 500
 
 
-@needs_data
 @pytest.mark.parametrize("parameter, value, message", [
     ("train_size", 0, "train_size must be >= 2; got 0"),
     ("val_size", 5000, r"val_size=5000 is out of range: .* at most \d+"),
@@ -41,6 +41,7 @@ def test_defaults_are_valid():
     ("strategy", "melt", r"strategy='melt' is not a fine-tuning strategy .* 'freeze' or 'no_freeze'"),
     ("strategy", "freeze_unfreeze", r"strategy='freeze_unfreeze' needs a value, for example"),
     ("strategy", "freeze_deepspeed", "needs the DeepSpeed library"),
+    ("pooling", "max", r"pooling='max' is not known. Use 'mean' .* or 'pooler'"),
     ("max_length", 4096, "max_length must be from 8 to 512; got 4096"),
     ("accelerator", "quantum", r"accelerator='quantum' is not an accelerator Lightning knows"),
     ("seed", -1, "seed must be from 0 to"),
@@ -66,6 +67,14 @@ def test_unknown_parameter_lists_the_known_ones():
 ])
 def test_strategies_take_flash_forms(given, expected):
     assert training.check_strategy(given) == expected
+
+
+def test_the_strategy_list_is_flash_s_own():
+    # flash keeps its registry private; this is the one place the course reads it, so that
+    # a lightning-flash with other strategies fails here, loudly.
+    from flash.core.finetuning import _FINETUNING_STRATEGIES_REGISTRY
+
+    assert sorted(training.FLASH_STRATEGIES) == sorted(_FINETUNING_STRATEGIES_REGISTRY.available_keys())
 
 
 def test_malformed_milestones_say_how():
@@ -125,8 +134,6 @@ def test_pinned_requirements_name_what_loading_needs():
 @pytest.fixture(scope="module")
 def example_run(tmp_path_factory):
     """``ensure_example_run`` in an empty workspace; yields (run_id, workspace, seconds)."""
-    if not os.environ.get("COURSE_DATA_DIR"):
-        pytest.skip("COURSE_DATA_DIR is not set")
     workspace = tmp_path_factory.mktemp("example-ws")
     with workspace_store(workspace):
         started = time.monotonic()
@@ -134,7 +141,7 @@ def example_run(tmp_path_factory):
         yield run_id, workspace, time.monotonic() - started
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_example_run_is_finished_and_autologged(example_run):
     run_id, workspace, _ = example_run
     client = mlflow.MlflowClient()
@@ -147,6 +154,14 @@ def test_example_run_is_finished_and_autologged(example_run):
     model = training.logged_model_of_run(run_id)
     assert model is not None and model.source_run_id == run_id
     assert str(workspace) in model.artifact_location
+    # As notebook 03 records it: datasets, a checkpoint, system metrics, pinned requirements.
+    contexts = sorted(tag.value for i in run.inputs.dataset_inputs for tag in i.tags
+                      if tag.key == "mlflow.data.context")
+    assert contexts == ["testing", "training", "validation"]
+    assert run.data.tags["mlflow.latest_checkpoint_artifact"] == "checkpoints/latest_checkpoint.pth"
+    assert any(key.startswith("system/") for key in run.data.metrics)
+    requirements = mlflow.artifacts.load_text(f"{model.model_uri}/requirements.txt")
+    assert "pytorch-lightning==1.9.5" in requirements and "transformers==" in requirements
     # The subset it trained on is in the workspace, not beside the notebook.
     assert (workspace / "data" / "imdb-40-20-20-seed42" / "train.csv").is_file()
     # Autologging is switched off again: it was off before the call.
@@ -154,7 +169,7 @@ def test_example_run_is_finished_and_autologged(example_run):
     assert autologging_is_disabled("pytorch")
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_example_run_is_reused_without_training(example_run):
     run_id, _, _ = example_run
     started = time.monotonic()
@@ -164,7 +179,7 @@ def test_example_run_is_reused_without_training(example_run):
     assert len(mlflow.search_runs([experiment.experiment_id])) == 1
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_example_run_refuses_to_nest_in_an_active_run(example_run):
     with mlflow.start_run(run_name="outer"):
         with pytest.raises(CourseError, match="still active"):
@@ -177,19 +192,26 @@ def test_reviews(example_run):
     return pd.read_csv(workspace / "data" / "imdb-40-20-20-seed42" / "test.csv")
 
 
-@pytest.mark.slow
-def test_predictions_are_labels_in_order_and_repeatable(example_run, test_reviews):
+@pytest.fixture(scope="module")
+def loaded(example_run):
     run_id, _, _ = example_run
+    return mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
+
+
+@pytest.mark.full
+def test_predictions_are_labels_in_order_and_repeatable(loaded, test_reviews):
     reviews = test_reviews["review"].tolist()[:6]
-    first = utils.predict_sentiment(f"runs:/{run_id}/model", reviews, batch_size=4)
+    first = utils.predict_sentiment(loaded, reviews, batch_size=4)
     assert len(first) == 6 and set(first) <= {"positive", "negative"}
-    assert utils.predict_sentiment(f"runs:/{run_id}/model", reviews) == first
-    assert utils.predict_sentiment(f"runs:/{run_id}/model", reviews[::-1], batch_size=1) == first[::-1]
-    assert utils.predict_sentiment(f"runs:/{run_id}/model", reviews[0]) == first[:1]
-    assert utils.predict_sentiment(f"runs:/{run_id}/model", []) == []
+    assert utils.predict_sentiment(loaded, reviews) == first
+    assert utils.predict_sentiment(loaded, reviews[::-1], batch_size=1) == first[::-1]
+    assert utils.predict_sentiment(loaded, reviews[0]) == first[:1]
+    assert utils.predict_sentiment(loaded, []) == []
+    with pytest.raises(CourseError, match="reviews must be strings; item 1 is 3"):
+        utils.predict_sentiment(loaded, ["fine", 3])
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_predictions_agree_with_the_logged_test_accuracy_and_flash(example_run, test_reviews):
     """The labels map correctly: same accuracy as trainer.test, same labels as flash's own predict."""
     from flash import Trainer
@@ -197,12 +219,12 @@ def test_predictions_agree_with_the_logged_test_accuracy_and_flash(example_run, 
 
     run_id, _, _ = example_run
     model_id = training.logged_model_of_run(run_id).model_id
-    predicted = utils.predict_sentiment(f"models:/{model_id}", test_reviews["review"].tolist())
+    model = mlflow.pytorch.load_model(f"models:/{model_id}", map_location="cpu")
+    predicted = utils.predict_sentiment(model, test_reviews["review"].tolist())
     accuracy = (pd.Series(predicted) == test_reviews["sentiment"]).mean()
     logged = mlflow.get_run(run_id).data.metrics["test_accuracy"]
     assert accuracy == pytest.approx(logged, abs=1e-6)
 
-    model = training.load_classifier(f"runs:/{run_id}/model")
     datamodule = TextClassificationData.from_lists(
         predict_data=test_reviews["review"].tolist(), batch_size=8)
     batches = Trainer(logger=False, enable_progress_bar=False).predict(
@@ -217,8 +239,25 @@ def empty_store(tmp_path):
         yield workspace
 
 
-def test_predictions_need_a_loadable_model(empty_store):
-    with pytest.raises(CourseError, match="Cannot load a model from 'runs:/0123456789abcdef/model'"):
-        utils.predict_sentiment("runs:/0123456789abcdef/model", ["fine"])
-    with pytest.raises(CourseError, match="reviews must be strings; item 1 is 3"):
-        utils.predict_sentiment("runs:/x/model", ["fine", 3])
+@pytest.mark.full
+def test_the_logged_model_loads_without_the_course_package(example_run):
+    """The mean-pooling classes travel inside the pickle: loading needs only the pinned
+    requirements, not ``utils``."""
+    run_id, _, _ = example_run
+    code = (
+        "import sys; sys.modules['utils'] = None  # importing utils now fails\n"
+        "import mlflow\n"
+        f"model = mlflow.pytorch.load_model('runs:/{run_id}/model', map_location='cpu')\n"
+        "print(type(model.adapter.backbone).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "MeanPoolingEncoder"
+
+
+def test_predictions_need_a_model_and_strings(empty_store):
+    with pytest.raises(CourseError, match=r"takes a model, not 'runs:/x/model': load it first"):
+        utils.predict_sentiment("runs:/x/model", ["fine"])
+    with pytest.raises(CourseError, match="is not a text classifier trained by this course"):
+        utils.predict_sentiment(object(), ["fine"])

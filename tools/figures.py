@@ -40,7 +40,9 @@ FIGURES_SHOWN = {
     "00_lab_launcher": "The JupyterLab launcher with the MLflow UI tile",
     "01_default_experiment": "The MLflow UI of a fresh store: only the Default experiment",
     "03_experiment_runs": "Experiment dl_model_chapter02 with its run chapter02",
-    "04_run_page": "The page of run chapter02: parameters, metrics and tags",
+    "03_model_metrics": "The run's Model metrics tab: the training curve, every 4 steps",
+    "03_system_metrics": "The run's System metrics tab: CPU and memory while it trained",
+    "04_run_page": "The page of run chapter02: parameters, metrics, datasets and tags",
     "05_run_artifacts": "The run's artifacts: model_summary.txt",
     "05_logged_model": "The logged model of run chapter02 and its files",
 }
@@ -147,9 +149,17 @@ def _ui_pictures(driver, server: TrackingServer, workspace: Workspace) -> dict[s
     wait.until(_visible_xpath("//a[normalize-space(text())='test_accuracy']"))
     shots["04_run_page"] = _shot(driver)
 
+    wait.until(_clickable_text("Model metrics")).click()
+    wait.until(_visible_xpath(_with_text("train_cross_entropy_step")))
+    shots["03_model_metrics"] = _shot(driver)
+
+    wait.until(_clickable_text("System metrics")).click()
+    wait.until(_visible_xpath(_with_text("cpu_utilization_percentage")))
+    shots["03_system_metrics"] = _shot(driver)
+
     driver.get(server.run_url(experiment_id, run_id) + "/artifacts")
     wait.until(_clickable_text("model_summary.txt")).click()
-    wait.until(_visible_xpath(_with_text("adapter.model.bert")))
+    wait.until(_visible_xpath(_with_text("adapter.backbone.encoder")))
     shots["05_run_artifacts"] = _shot(driver)
 
     driver.get(f"{server.experiment_url(experiment_id)}/models")

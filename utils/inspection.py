@@ -1,8 +1,8 @@
 """Look at what MLflow recorded: runs, the ``mlflow`` command line, logged models on disk.
 
-The notebooks on experiments, runs and model artifacts use these helpers for the parts
-that are plumbing (running the CLI and parsing its output, drawing a folder tree, finding
-a run's logged model) so that their cells can stay about MLflow itself.
+The notebooks use these helpers for the parts that are plumbing (running the CLI and
+picking out its error, drawing a folder tree, a bar chart of runs, registering a model
+only once) so that their cells can stay about MLflow's own calls.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -124,23 +124,6 @@ def local_path(uri: str) -> Path:
     )
 
 
-def logged_model_of_run(run_id: str, client=None):
-    """The logged model (``mlflow.entities.LoggedModel``) that run ``run_id`` produced.
-
-    MLflow 3 lists a run's models in its outputs. Raises :class:`CourseError` when the
-    run logged none.
-    """
-    from utils.training import logged_model_of_run as find_logged_model
-
-    model = find_logged_model(run_id, client)
-    if model is None:
-        raise CourseError(
-            f"Run {run_id} has no logged model. Train one with autologging (notebook 03, or "
-            "utils.ensure_example_run()) and use that run's id."
-        )
-    return model
-
-
 def folder_tree(path: str | os.PathLike, max_depth: int | None = None, sizes: bool = True) -> str:
     """A text drawing of the files under ``path``, folders first, like the ``tree`` command."""
     root = Path(path)
@@ -158,7 +141,7 @@ def folder_tree(path: str | os.PathLike, max_depth: int | None = None, sizes: bo
                 if max_depth is None or depth < max_depth:
                     walk(entry, prefix + ("    " if last else "│   "), depth + 1)
             else:
-                size = f"  ({human_size(entry.stat().st_size)})" if sizes else ""
+                size = f"  ({_human_size(entry.stat().st_size)})" if sizes else ""
                 lines.append(f"{prefix}{branch}{entry.name}{size}")
 
     walk(root, "", 1)
@@ -170,7 +153,7 @@ def print_tree(path: str | os.PathLike, max_depth: int | None = None, sizes: boo
     print(folder_tree(path, max_depth=max_depth, sizes=sizes))
 
 
-def human_size(size: int) -> str:
+def _human_size(size: int) -> str:
     """``1536`` -> ``"1.5 KB"``."""
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
@@ -178,16 +161,6 @@ def human_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"  # pragma: no cover
-
-
-def read_mlmodel(model_dir: str | os.PathLike) -> dict:
-    """The ``MLmodel`` file of a saved model folder, parsed from YAML."""
-    import yaml
-
-    path = Path(model_dir) / "MLmodel"
-    if not path.is_file():
-        raise CourseError(f"{path} does not exist: {model_dir} is not an MLflow model folder.")
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def show_file(path: str | os.PathLike, max_lines: int = 40, tail: int = 0) -> None:
@@ -221,7 +194,3 @@ def register_model_once(model_uri: str, name: str, client=None):
             return version, False
     return mlflow.register_model(model_uri, name), True
 
-
-def select(mapping: Mapping, keys: Iterable[str]) -> dict:
-    """The entries of ``mapping`` whose keys are in ``keys``, in that order."""
-    return {key: mapping[key] for key in keys if key in mapping}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-# Lightning logs a metric logged "on step and on epoch" under three names: ``x``,
-# ``x_step`` and ``x_epoch``. The plain name is the epoch value again.
-_STAGES = ("train", "val", "test")
+# Autologged names: ``train_accuracy_step`` (one training step, recorded every few steps
+# with the global step as its step), ``val_accuracy`` and ``test_accuracy`` (per epoch,
+# with the epoch as its step). ``train_accuracy`` and ``*_epoch`` repeat epoch averages.
 _NAME = re.compile(r"^(?P<stage>train|val|test)_(?P<measure>.+?)(?P<suffix>_step|_epoch)?$")
 
 
@@ -23,54 +23,64 @@ def metric_histories(run_id: str, client=None) -> dict[str, list]:
     }
 
 
-def epoch_curves(histories: dict[str, list]) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """``{measure: {stage: [(epoch, value), ...]}}`` from autologged histories.
+def training_curves(histories: dict[str, list], steps_per_epoch: int
+                    ) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """``{measure: {stage: [(training step, value), ...]}}`` from autologged histories.
 
-    Autologging records epoch-level values with the epoch number as the step. Step-level
-    names (``*_step``) and the duplicate ``*_epoch`` names are left out.
+    Training values come from the ``*_step`` metrics at their own step (counted from 1);
+    validation and test values, recorded once per epoch, are placed at the last step of
+    their epoch.
     """
     curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for key, history in histories.items():
         match = _NAME.match(key)
-        if not match or match["suffix"]:
+        if not match:
             continue
-        points = [(m.step + 1, m.value) for m in history]  # epoch 0 is the first epoch
-        curves.setdefault(match["measure"], {})[match["stage"]] = points
+        stage, suffix = match["stage"], match["suffix"]
+        if stage == "train" and suffix == "_step":
+            points = [(m.step + 1, m.value) for m in history]
+        elif stage in ("val", "test") and not suffix:
+            points = [((m.step + 1) * steps_per_epoch, m.value) for m in history]
+        else:
+            continue
+        curves.setdefault(match["measure"], {})[stage] = points
     return curves
 
 
-def plot_training_curves(run_id: str, client=None, measures: Sequence[str] | None = None):
-    """One panel per measure (accuracy, cross-entropy ...) with its training and validation
-    values per epoch, and the test value as a dashed line; returns the figure.
+def plot_training_curves(run_id: str, steps_per_epoch: int, client=None,
+                         measures: Sequence[str] | None = None):
+    """One panel per measure (accuracy, cross-entropy ...): the training values recorded
+    every few steps, the validation value at the end of each epoch, and the test value as
+    a dashed line; returns the figure.
 
-    With one epoch every line is a single point: train with ``max_epochs`` above 1 to see
-    the values change over the epochs.
+    ``steps_per_epoch`` (training batches per epoch) places the epochs on the step axis.
     """
     import matplotlib.pyplot as plt
 
-    curves = epoch_curves(metric_histories(run_id, client))
+    from utils.errors import CourseError
+
+    curves = training_curves(metric_histories(run_id, client), steps_per_epoch)
     measures = [m for m in (measures or sorted(curves)) if m in curves]
     if not measures:
-        from utils.errors import CourseError
-
         raise CourseError(f"Run {run_id} has no train_/val_/test_ metrics to plot.")
     figure, axes = plt.subplots(1, len(measures), figsize=(5.5 * len(measures), 3.8), squeeze=False)
     for axis, measure in zip(axes[0], measures):
         stages = curves[measure]
-        epochs = sorted({epoch for stage in ("train", "val") for epoch, _ in stages.get(stage, [])})
-        for stage, style in (("train", "o-"), ("val", "s-")):
-            if stage in stages:
-                x, y = zip(*stages[stage])
-                axis.plot(x, y, style, label={"train": "training", "val": "validation"}[stage])
+        if "train" in stages:
+            x, y = zip(*stages["train"])
+            axis.plot(x, y, ".-", alpha=0.7, label="training (one step)")
+        if "val" in stages:
+            x, y = zip(*stages["val"])
+            axis.plot(x, y, "s", markersize=8, label="validation (end of epoch)")
         if "test" in stages:
             axis.axhline(stages["test"][-1][1], color="grey", linestyle="--", label="test")
+        for epoch_end in range(steps_per_epoch, max(x for s in stages.values() for x, _ in s) + 1,
+                               steps_per_epoch):
+            axis.axvline(epoch_end, color="lightgrey", linewidth=0.8)
         axis.set_title(measure.replace("_", " "))
-        axis.set_xlabel("epoch")
-        if epochs:
-            axis.set_xticks(epochs)
-            axis.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        axis.set_xlabel("training step")
         axis.grid(alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize=8)
     figure.suptitle(f"run {run_id[:8]}…: metric history recorded by MLflow")
     figure.tight_layout()
     return figure

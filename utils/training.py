@@ -7,16 +7,15 @@ Notebook 03 builds its run from these pieces, cell by cell:
 >>> model = make_model(params, datamodule)
 >>> trainer = make_trainer(params)
 
-and :func:`train_and_test` runs the same two calls the notebook shows
-(``trainer.finetune`` then ``trainer.test``). :func:`ensure_example_run` uses the same code
-to give later notebooks a finished, autologged run without running notebook 03 first,
-and :func:`predict_sentiment` classifies reviews with the model any such run logged.
+and :func:`record_run` records a run the way notebook 03 does, cell by cell: the data
+subsets as inputs, autologging, ``trainer.finetune`` then ``trainer.test``, and the model
+logged with pinned requirements. :func:`ensure_example_run` uses it to give later notebooks
+a finished run without running notebook 03 first, and :func:`predict_sentiment` classifies
+reviews with a model loaded back from such a run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 import os
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field, fields
 from importlib import metadata
 from typing import Any
 
+from utils.env import temporary_environment
 from utils.errors import CourseError
 
 # The notebook's parameters and their defaults (tests check that the notebook agrees).
@@ -34,17 +34,29 @@ DEFAULTS: dict[str, Any] = {
     "run_name": "chapter02",
     "train_size": 500,
     "val_size": 100,
-    "test_size": 100,
+    "test_size": 200,
     "max_epochs": 1,
-    "batch_size": 32,
-    "learning_rate": 0.01,
+    "batch_size": 16,
+    "learning_rate": 0.03,
     "strategy": "freeze",
     "backbone": None,
+    "pooling": "mean",
     "max_length": 128,
     "accelerator": "auto",
     "seed": 42,
 }
 
+# What the classification layer sees: "mean", the average of the token vectors (what
+# all-MiniLM-L6-v2 was trained to give, utils.pooling), or "pooler", flash's own choice for
+# Hugging Face backbones (BERT's pooler output, computed from the first token).
+POOLINGS = ("mean", "pooler")
+
+# lightning-flash 0.8.2's fine-tuning strategies (its registry is private; a test checks
+# that this list still matches it).
+FLASH_STRATEGIES = (
+    "freeze", "freeze_deepspeed", "freeze_unfreeze", "freeze_unfreeze_deepspeed",
+    "no_freeze", "no_freeze_deepspeed", "unfreeze_milestones", "unfreeze_milestones_deepspeed",
+)
 # Fine-tuning strategies of lightning-flash that take no extra value, and those that do.
 SIMPLE_STRATEGIES = ("freeze", "no_freeze")
 STRATEGY_EXAMPLES = {
@@ -68,6 +80,7 @@ class RunParameters:
     learning_rate: float
     strategy: str | tuple
     backbone: str  # a folder or hub id, resolved and checked
+    pooling: str
     max_length: int
     accelerator: str
     seed: int
@@ -99,9 +112,7 @@ def check_strategy(strategy: object) -> str | tuple:
     ``("freeze_unfreeze", epoch)`` and ``("unfreeze_milestones", ((e1, e2), layers))``
     unfreeze during training (papermill passes them as lists, which are accepted).
     """
-    from flash.core.finetuning import _FINETUNING_STRATEGIES_REGISTRY
-
-    known = _FINETUNING_STRATEGIES_REGISTRY.available_keys()
+    known = FLASH_STRATEGIES
     key = strategy[0] if isinstance(strategy, (list, tuple)) and strategy else strategy
     if not isinstance(key, str) or key not in known:
         raise CourseError(
@@ -178,6 +189,12 @@ def validate_parameters(**parameters: Any) -> RunParameters:
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
         raise CourseError(f"learning_rate must be a number above 0 and at most 1; got {rate!r}.")
     strategy = check_strategy(p["strategy"])
+    if p["pooling"] not in POOLINGS:
+        raise CourseError(
+            f"pooling={p['pooling']!r} is not known. Use 'mean' (the average of the token "
+            "vectors, what MiniLM was trained for) or 'pooler' (flash's default: BERT's pooler "
+            "output)."
+        )
     accelerator = check_accelerator(p["accelerator"])
     backbone = resolve_backbone(p["backbone"])
     _whole("max_length", p["max_length"], 8, max_positions(backbone))
@@ -194,6 +211,7 @@ def validate_parameters(**parameters: Any) -> RunParameters:
         learning_rate=float(rate),
         strategy=strategy,
         backbone=backbone,
+        pooling=p["pooling"],
         max_length=p["max_length"],
         accelerator=accelerator,
         seed=p["seed"],
@@ -232,26 +250,29 @@ def make_datamodule(params: RunParameters):
 
 
 def make_model(params: RunParameters, datamodule):
-    """Seed every random generator with ``params.seed``, then build the classifier."""
+    """Seed every random generator with ``params.seed``, then build the classifier.
+
+    With ``pooling="mean"`` it is ``TextClassifier(backbone=MEAN_POOLING, pretrained=<the
+    backbone>, ...)`` (see :mod:`utils.pooling`); with ``"pooler"`` flash's own
+    ``TextClassifier(backbone=<the backbone>, ...)``.
+    """
     import pytorch_lightning as pl
     from flash.text import TextClassifier
 
     pl.seed_everything(params.seed, workers=True)
+    common = {"labels": datamodule.labels, "max_length": params.max_length,
+              "learning_rate": params.learning_rate}
+    if params.pooling == "mean":
+        from utils.pooling import MEAN_POOLING
+
+        return TextClassifier(backbone=MEAN_POOLING, pretrained=params.backbone, **common)
+    from utils.pooling import quiet_loading
+
     # flash's Hugging Face adapter switches off every warning of the process (and of its
     # subprocesses, through PYTHONWARNINGS); keep the reader's warnings as they were.
-    saved = os.environ.get("PYTHONWARNINGS")
-    with warnings.catch_warnings():
-        model = TextClassifier(
-            backbone=params.backbone,
-            labels=datamodule.labels,
-            max_length=params.max_length,
-            learning_rate=params.learning_rate,
-        )
-    if saved is None:
-        os.environ.pop("PYTHONWARNINGS", None)
-    else:
-        os.environ["PYTHONWARNINGS"] = saved
-    return model
+    with warnings.catch_warnings(), temporary_environment(PYTHONWARNINGS=os.environ.get("PYTHONWARNINGS")), \
+            quiet_loading():
+        return TextClassifier(backbone=params.backbone, **common)
 
 
 def _stopwatch_class():
@@ -333,23 +354,85 @@ def make_trainer(params: RunParameters):
         ) from None
 
 
-def train_and_test(params: RunParameters, datamodule=None, model=None, trainer=None) -> dict:
-    """Fine-tune and test inside the active MLflow run; return the test metrics.
+# -- recording a run as notebook 03 does ----------------------------------------------------
+# What notebook 03 passes to mlflow.pytorch.autolog(): a point of the training curve every
+# few steps, a checkpoint judged by flash's name for the validation loss, and no model
+# (the run logs it itself, with pinned requirements; see pinned_requirements()).
+AUTOLOG_SETTINGS = {"log_every_n_step": 4, "checkpoint_monitor": "val_cross_entropy",
+                    "log_models": False}
+# The split files of a subset, and the context MLflow records each one's input under.
+SPLIT_CONTEXTS = {"train": "training", "valid": "validation", "test": "testing"}
 
-    The same two calls as notebook 03: ``trainer.finetune(...)`` then ``trainer.test(...)``.
-    Pieces not given are built with :func:`make_datamodule`, :func:`make_model` and
-    :func:`make_trainer`.
-    """
+
+def subset_datasets(folder) -> dict:
+    """``{context: mlflow.data.from_pandas(...)}`` for the subset in ``folder`` (see
+    :func:`data_folder`), ready for ``mlflow.log_input(dataset, context=context)``."""
+    import mlflow
+    import pandas as pd
+
+    return {
+        context: mlflow.data.from_pandas(
+            pd.read_csv(folder / f"{split}.csv"), source=str(folder / f"{split}.csv"),
+            name=f"{folder.name}-{split}", targets="sentiment")
+        for split, context in SPLIT_CONTEXTS.items()
+    }
+
+
+def log_classifier(model, name: str = "model"):
+    """``mlflow.pytorch.log_model`` as notebook 03 calls it: requirements pinned, no inference."""
     import mlflow
 
-    if mlflow.active_run() is None:
-        raise CourseError("train_and_test runs inside `with mlflow.start_run(...)`; start a run first.")
-    datamodule = datamodule or make_datamodule(params)
-    model = model or make_model(params, datamodule)
-    trainer = trainer or make_trainer(params)
-    trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
-    results = trainer.test(model, datamodule=datamodule)
-    return results[0] if results else {}
+    return mlflow.pytorch.log_model(model, name=name, pip_requirements=pinned_requirements(),
+                                    serialization_format="pickle")
+
+
+def release_memory() -> None:
+    """Free what nothing refers to any more, and give the memory back to the system.
+
+    ``gc.collect()`` frees unreachable Python objects; the C library would still keep the
+    freed memory for the process's later use, so on Linux it is asked to return it
+    (``malloc_trim``). Another notebook's kernel can then use it.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not Linux with glibc: nothing more to do
+        pass
+
+
+def record_run(params: RunParameters, experiment_id: str):
+    """Train, test and record one run as notebook 03 does; return the finished run.
+
+    Inside ``mlflow.start_run(..., log_system_metrics=True)``: the subset's three splits as
+    run inputs, autologging with :data:`AUTOLOG_SETTINGS`, ``trainer.finetune`` then
+    ``trainer.test``, and the model logged by :func:`log_classifier`. Autologging is
+    switched off again afterwards if it was off before.
+    """
+    import mlflow
+    from mlflow.utils.autologging_utils import autologging_is_disabled
+
+    datamodule = make_datamodule(params)
+    model = make_model(params, datamodule)
+    trainer = make_trainer(params)
+    autolog_was_off = autologging_is_disabled("pytorch")
+    mlflow.pytorch.autolog(**AUTOLOG_SETTINGS)
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=params.run_name,
+                              log_system_metrics=True) as run:
+            for context, dataset in subset_datasets(data_folder(params)).items():
+                mlflow.log_input(dataset, context=context)
+            trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
+            trainer.test(model, datamodule=datamodule, verbose=False)
+            log_classifier(model)
+    finally:
+        if autolog_was_off:
+            mlflow.pytorch.autolog(disable=True)
+    del datamodule, model, trainer
+    release_memory()
+    return mlflow.get_run(run.info.run_id)
 
 
 # -- runs and the models they logged -------------------------------------------------------
@@ -362,22 +445,9 @@ def logged_model_of_run(run_id: str, client=None):
     outputs = run.outputs.model_outputs if run.outputs else []
     ready = [client.get_logged_model(output.model_id) for output in outputs]
     ready = [model for model in ready if str(model.status).upper().endswith("READY")]
-    # Autologging names its model "model"; prefer it if a run logged several.
+    # The course names its model "model"; prefer it if a run logged several.
     ready.sort(key=lambda model: model.name != "model")
     return ready[0] if ready else None
-
-
-@contextlib.contextmanager
-def _workspace_lock(name: str):
-    """Let one process at a time train the example run of a workspace."""
-    from utils.workspace import get_workspace
-
-    with open(get_workspace().path / f".{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def find_example_run(experiment_name: str = DEFAULTS["experiment_name"],
@@ -404,22 +474,21 @@ def find_example_run(experiment_name: str = DEFAULTS["experiment_name"],
 
 def ensure_example_run(experiment_name: str = DEFAULTS["experiment_name"],
                        run_name: str = DEFAULTS["run_name"], **parameters: Any) -> str:
-    """The id of a finished, autologged run with a logged model; trains one if there is none.
+    """The id of a finished run with a logged model, such as notebook 03 records; trains one
+    if there is none.
 
     Looks in the current tracking store (the course workspace unless the caller pointed
     MLflow elsewhere) for the newest FINISHED run named ``run_name`` in
-    ``experiment_name`` that logged a model, such as the one notebook 03 records. When
-    there is none it trains one with notebook 03's code and defaults; ``parameters``
+    ``experiment_name`` that logged a model. When there is none it records one with
+    :func:`record_run`, notebook 03's code and defaults; ``parameters``
     (``train_size=40``, ...) change them. An existing run is returned whatever sizes it
     was trained with.
     """
     import mlflow
-    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
-    from mlflow.utils.autologging_utils import autologging_is_disabled
 
-    from utils.workspace import use_workspace
+    from utils.workspace import TRACKING_URI_ENV, get_workspace, use_workspace, workspace_lock
 
-    if not is_tracking_uri_set():
+    if not os.environ.get(TRACKING_URI_ENV):  # mlflow.set_tracking_uri() sets it too
         use_workspace()
     found = find_example_run(experiment_name, run_name)
     if found:
@@ -430,107 +499,64 @@ def ensure_example_run(experiment_name: str = DEFAULTS["experiment_name"],
             f"Run {mlflow.active_run().info.run_id} is still active; end it (mlflow.end_run()) "
             "before asking for the example run."
         )
-    with _workspace_lock("example-run"):
+    with workspace_lock(get_workspace(), "example-run"):
         found = find_example_run(experiment_name, run_name)  # another process may have won
         if found:
             return found
-        autolog_was_off = autologging_is_disabled("pytorch")
         experiment = mlflow.set_experiment(experiment_name)
         print(f"No finished run {run_name!r} in experiment {experiment_name!r}: training one "
               f"({params.train_size}/{params.val_size}/{params.test_size} reviews, "
               f"{params.max_epochs} epoch(s)).")
-        mlflow.pytorch.autolog()
-        try:
-            with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name) as run:
-                train_and_test(params)
-        finally:
-            if autolog_was_off:
-                mlflow.pytorch.autolog(disable=True)
-        return run.info.run_id
+        return record_run(params, experiment.experiment_id).info.run_id
 
 
 # -- predictions ----------------------------------------------------------------------------
-_loaded: dict[str, Any] = {}
+def predict_sentiment(model, reviews: Iterable[str] | str, batch_size: int = 32) -> list[str]:
+    """Classify reviews: ``"positive"`` or ``"negative"`` per review, in order.
 
-
-def load_classifier(model_uri: str):
-    """Load a logged classifier with ``mlflow.pytorch.load_model`` (on the CPU).
-
-    ``runs:/<run_id>/model`` works in MLflow 3 as it did in 1.x: MLflow finds the model
-    the run logged under the name ``model``. ``models:/<model_id>`` (the ``m-...`` id of
-    a logged model) and ``models:/<name>/<version>`` of the registry work too. Models
-    named by an immutable URI are kept in memory for the next call.
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    if not isinstance(model_uri, str) or not model_uri.strip():
-        raise CourseError(f"model_uri must be a string such as 'runs:/<run_id>/model'; got {model_uri!r}.")
-    if model_uri in _loaded:
-        return _loaded[model_uri]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    except (MlflowException, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CourseError(
-            f"Cannot load a model from {model_uri!r}: {first_line} Use 'runs:/<run_id>/model' "
-            "for the model a run autologged, or 'models:/<model_id>'."
-        ) from None
-    if not hasattr(model, "adapter") or "labels" not in getattr(model, "hparams", {}):
-        raise CourseError(f"{model_uri!r} is not a text classifier trained by this course.")
-    model.eval()
-    immutable = model_uri.startswith("runs:/") or model_uri.startswith("models:/m-") or (
-        model_uri.startswith("models:/") and model_uri.rsplit("/", 1)[-1].isdigit()
-    )
-    if immutable:
-        _loaded.clear()  # one model in memory is enough (each is ~90 MB)
-        _loaded[model_uri] = model
-    return model
-
-
-def predict_sentiment(model_uri: str, reviews: Iterable[str] | str, batch_size: int = 32) -> list[str]:
-    """Classify reviews with a logged model: ``"positive"`` or ``"negative"`` per review, in order.
-
-    ``model_uri`` is ``runs:/<run_id>/model`` or ``models:/<model_id>`` (see
-    :func:`load_classifier`). The reviews are tokenized as in training (the tokenizer is
-    saved inside the model) and classified ``batch_size`` at a time. A single string is
-    one review.
+    ``model`` is the course's classifier, for example loaded back with
+    ``mlflow.pytorch.load_model("runs:/<run_id>/model")``. The reviews are tokenized as in
+    training (the tokenizer is saved inside the model) and classified ``batch_size`` at a
+    time, on the device the model is on. A single string is one review.
     """
     import torch
+    from flash.core.data.io.input import DataKeys
 
+    if isinstance(model, str):
+        raise CourseError(
+            f"predict_sentiment takes a model, not {model!r}: load it first, for example "
+            "model = mlflow.pytorch.load_model(f'runs:/{run_id}/model')."
+        )
+    labels = list(getattr(model, "hparams", {}).get("labels") or [])
+    collate = getattr(getattr(model, "adapter", None), "collate_fn", None)
+    if not labels or collate is None:
+        raise CourseError(f"{type(model).__name__} is not a text classifier trained by this course.")
     reviews = [reviews] if isinstance(reviews, str) else list(reviews)
     bad = [i for i, review in enumerate(reviews) if not isinstance(review, str)]
     if bad:
         raise CourseError(f"reviews must be strings; item {bad[0]} is {reviews[bad[0]]!r}.")
     _whole("batch_size", batch_size, 1)
-    if not reviews:
-        return []
-    model = load_classifier(model_uri)
-    labels = list(model.hparams["labels"])  # index i of the output is labels[i]
-    tokenizer = model.adapter.collate_fn.tokenizer
-    network = model.adapter.model
-    device = next(network.parameters()).device
+    was_training = model.training
+    model.eval()
     predictions: list[str] = []
-    with torch.inference_mode():
-        for start in range(0, len(reviews), batch_size):
-            batch = tokenizer(
-                reviews[start:start + batch_size],
-                max_length=model.hparams.get("max_length", 128),
-                truncation=True,
-                padding=True,
-                return_tensors="pt",
-            ).to(device)
-            logits = network(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            predictions += [labels[i] for i in logits.argmax(dim=-1).tolist()]
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(reviews), batch_size):
+                batch = collate([{DataKeys.INPUT: review} for review in reviews[start:start + batch_size]])
+                # flash's generic adapter (mean pooling) nests the tokens under INPUT; its
+                # Hugging Face adapter takes them at the top level.
+                logits = model(batch.get(DataKeys.INPUT, batch))
+                predictions += [labels[i] for i in logits.argmax(dim=-1).tolist()]
+    finally:
+        model.train(was_training)
     return predictions
 
 
 # -- logging the model without requirement inference -----------------------------------------
 # What loading a logged classifier imports, pinned to the installed versions. MLflow's
-# inference of this list runs the model in a subprocess (about 10 s) and still misses
-# pytorch-lightning and transformers, without which the pickle cannot be loaded.
+# inference of this list loads the model again in a second Python process (several seconds
+# and hundreds of MB) and still misses pytorch-lightning and transformers, without which the
+# pickle cannot be loaded.
 MODEL_REQUIREMENTS = (
     "mlflow", "torch", "lightning-flash", "pytorch-lightning", "torchmetrics",
     "transformers", "tokenizers", "numpy", "pandas", "cloudpickle", "setuptools",
@@ -547,14 +573,3 @@ def pinned_requirements(distributions: Iterable[str] = MODEL_REQUIREMENTS) -> li
             continue
         pins.append(f"{name}=={version.split('+')[0]}")
     return pins
-
-
-def log_model_pinned(model, name: str = "model", **kwargs):
-    """``mlflow.pytorch.log_model`` with :func:`pinned_requirements` instead of inference."""
-    import mlflow
-
-    kwargs.setdefault("pip_requirements", pinned_requirements())
-    kwargs.setdefault("serialization_format", "pickle")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return mlflow.pytorch.log_model(model, name=name, **kwargs)
