@@ -1,18 +1,16 @@
-"""Test helpers: run a course notebook headless with papermill, and use a temporary store."""
+"""Test helpers: run a course notebook headless (tools.runner), and use a temporary store."""
 
 from __future__ import annotations
 
 import contextlib
-import subprocess
+import os
 from pathlib import Path
 
 import mlflow
-import nbformat
-import papermill
-from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
+from tools.runner import course_env, execute
 from utils.env import temporary_environment
-from utils.workspace import PROCESS_VARIABLES, repo_root, use_workspace
+from utils.workspace import PROCESS_VARIABLES, TRACKING_URI_ENV, repo_root, use_workspace
 
 NOTEBOOKS = repo_root() / "notebooks"
 
@@ -31,46 +29,60 @@ def course_environment(workspace: Path):
 @contextlib.contextmanager
 def workspace_store(workspace: Path):
     """Point this process at ``workspace``'s store; put MLflow and the environment back after."""
-    was_set, saved_uri = is_tracking_uri_set(), mlflow.get_tracking_uri()
+    saved_uri = os.environ.get(TRACKING_URI_ENV)  # mlflow.set_tracking_uri() sets it too
     with course_environment(workspace):
         try:
             yield use_workspace()
         finally:
-            mlflow.set_tracking_uri(saved_uri if was_set else None)
+            mlflow.set_tracking_uri(saved_uri)
 
 
 def run_notebook(name: str, output_dir: Path, workspace: Path, **parameters):
-    """Execute ``notebooks/<name>`` with papermill in ``workspace``; return the executed notebook.
+    """Execute ``notebooks/<name>`` in ``workspace``; return the executed notebook.
 
     The kernel records into ``workspace`` only, whatever this process points at. Raises
     papermill's PapermillExecutionError when a cell fails; the executed copy is kept in
     ``output_dir`` either way.
     """
-    output = output_dir / name
-    with course_environment(workspace):
-        papermill.execute_notebook(
-            str(NOTEBOOKS / name),
-            str(output),
-            parameters=parameters,
-            cwd=str(NOTEBOOKS),
-            kernel_name="python3",
-            progress_bar=False,
-        )
-    return nbformat.read(output, as_version=4)
+    return execute(NOTEBOOKS / name, output_dir / name, parameters, env=course_env(workspace))
 
 
 def servers_of(workspace) -> list[str]:
-    """Command lines of the ``mlflow server`` processes that serve ``workspace``."""
-    listed = subprocess.run(["pgrep", "-af", "mlflow server"], capture_output=True, text=True)
-    return [line for line in listed.stdout.splitlines() if str(workspace) in line]
+    """Command lines of the MLflow servers (``mlflow server``, or the uvicorn process the
+    course's servers become) that serve ``workspace``: its path is on their command line or
+    in their environment."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if "mlflow server" not in command and "mlflow.server" not in command:
+            continue
+        try:
+            environment = " ".join(process.environ().values())
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            environment = ""
+        if str(workspace) in command or str(workspace) in environment:
+            found.append(command)
+    return found
 
 
-def cell_text(notebook, source_contains: str) -> str:
-    """All text output of the first code cell whose source contains ``source_contains``."""
+def _text(outputs, stdout_only: bool = False) -> str:
+    if stdout_only:
+        return "".join(out.get("text", "") for out in outputs if out.get("name") == "stdout")
+    return "".join(out.get("text", "") or "".join(out.get("data", {}).get("text/plain", ""))
+                   for out in outputs)
+
+
+def cell_text(notebook, source_contains: str, stdout_only: bool = False) -> str:
+    """All text output of the first code cell whose source contains ``source_contains``
+    (with ``stdout_only``, what it printed to standard output and nothing else)."""
     for cell in notebook.cells:
         if cell.cell_type == "code" and source_contains in cell.source:
-            return "".join(
-                out.get("text", "") or "".join(out.get("data", {}).get("text/plain", ""))
-                for out in cell.outputs
-            )
+            return _text(cell.outputs, stdout_only)
     raise AssertionError(f"no code cell contains {source_contains!r}")
+
+
+def output_text(notebook) -> str:
+    """The text output of every code cell, streams and results."""
+    return "".join(_text(cell.outputs) for cell in notebook.cells if cell.cell_type == "code")

@@ -27,7 +27,6 @@ from utils.workspace import repo_root
 ROOT = repo_root()
 FIXTURES = ROOT / "tests" / "fixtures" / "notebooks"
 LOGS_A_RUN = FIXTURES / "90_log_a_run.ipynb"
-NOTEBOOK_03 = ROOT / "notebooks" / "03_first_autologged_run.ipynb"
 
 
 def _env(workspace: Path, **extra: str) -> dict[str, str]:
@@ -113,6 +112,7 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", BAD_INPUT, ids=list(BAD_INPUT))
+@pytest.mark.full
 def test_bad_input_gets_one_clear_message(case, tmp_path):
     args, message = BAD_INPUT[case]
     (tmp_path / "typo.yml").write_text('"90":\n  scor: 1\n')
@@ -129,7 +129,7 @@ def test_bad_input_gets_one_clear_message(case, tmp_path):
 
 
 # -- running notebooks ---------------------------------------------------------------------------
-@pytest.mark.slow
+@pytest.mark.full
 def test_run_two_notebooks_with_a_params_file(tmp_path):
     workspace, output = tmp_path / "ws", tmp_path / "out"
     params = tmp_path / "params.yml"
@@ -151,7 +151,7 @@ def test_run_two_notebooks_with_a_params_file(tmp_path):
     assert servers_of(workspace) == [], "notebook 01 left its server running"
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_failing_notebook_is_named_with_its_cell_and_kept(tmp_path):
     shared, output = tmp_path / "shared-ws", tmp_path / "out"
     result = batch("run", "--notebooks-dir", FIXTURES, "--workspace", "fresh", "--output", output,
@@ -171,7 +171,7 @@ def test_failing_notebook_is_named_with_its_cell_and_kept(tmp_path):
     assert not shared.exists()
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_time_limit_covers_the_whole_notebook(tmp_path):
     output = tmp_path / "out"
     started = time.monotonic()
@@ -185,6 +185,21 @@ def test_time_limit_covers_the_whole_notebook(tmp_path):
     assert "tools.batch stopped the notebook here" in (output / "90_log_a_run.ipynb").read_text()
 
 
+@pytest.mark.full
+def test_a_run_left_open_by_a_stopped_kernel_is_marked_killed(tmp_path):
+    # The kernel ignores the interrupt inside its run, so it is killed and cannot end the run.
+    workspace, output = tmp_path / "ws", tmp_path / "out"
+    result = batch("run", "90", "--notebooks-dir", FIXTURES, "-p", "sleep_in_run", "600",
+                   "-p", "ignore_interrupt", "True", "--timeout", "20", "--output", output,
+                   workspace=workspace)
+    assert result.returncode == 1, result.stdout + result.stderr
+    entry = summary(output)["90_log_a_run.ipynb"]
+    (run_id,) = entry["run_ids"]
+    assert entry["killed_runs"] == [run_id]
+    assert f"marked KILLED (its kernel was stopped while they ran): {run_id}" in result.stdout
+    assert store(workspace).get_run(run_id).info.status == "KILLED"
+
+
 def _cell_is_running(executed: Path, source_contains: str) -> bool:
     try:
         notebook = json.loads(executed.read_text())
@@ -194,7 +209,7 @@ def _cell_is_running(executed: Path, source_contains: str) -> bool:
                and c["metadata"].get("papermill", {}).get("status") == "running" for c in notebook["cells"])
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_ctrl_c_stops_the_kernel_and_the_server_it_started(tmp_path):
     workspace, output = tmp_path / "ws", tmp_path / "out"
     # The sleeping cell ignores the interrupt, so the runner must kill the kernel; the
@@ -216,7 +231,7 @@ def test_ctrl_c_stops_the_kernel_and_the_server_it_started(tmp_path):
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, report
-    assert "INTERRUPTED: 90_log_a_run.ipynb: stopped by Ctrl-C in In [6]" in report
+    assert "INTERRUPTED: 90_log_a_run.ipynb: stopped by Ctrl-C in In [7]" in report
     deadline = time.monotonic() + 20
     while servers_of(workspace) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -231,7 +246,7 @@ def _sweep_runs(workspace: Path, experiment: str, sweep: str):
     return client.search_runs([found.experiment_id], filter_string=f"tags.`course.sweep` = '{sweep}'")
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_sweep_tags_one_run_per_combination_and_ranks_them(tmp_path):
     workspace = tmp_path / "ws"
     result = batch("sweep", "--notebook", LOGS_A_RUN, "--grid", "score=0.2,0.9", "--grid", "sleep_seconds=0",
@@ -244,26 +259,26 @@ def test_sweep_tags_one_run_per_combination_and_ranks_them(tmp_path):
     ranking = result.stdout.split("runs ranked by test_accuracy (highest first):")[1].splitlines()
     assert ranking[3].split()[:3] == ["1", "score=0.9-sleep_seconds=0", "0.9000"]
     assert ranking[4].split()[:3] == ["2", "score=0.2-sleep_seconds=0", "0.2000"]
+    # One kernel at a time: the second run's kernel found the first one's gone.
+    second = (tmp_path / "out" / "sweeps" / "s1" / "score=0.9-sleep_seconds=0.ipynb").read_text()
+    assert "the previous notebook's kernel is alive: False" in second
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not NOTEBOOK_03.exists(), reason="notebook 03 is not in the course yet")
+@pytest.mark.full
 def test_sweep_of_notebook_03_over_a_2x1_grid(tmp_path):
     workspace = tmp_path / "ws"
-    data = os.environ.get("COURSE_DATA_DIR") or str(ROOT.parent / "shared" / "data" / "imdb")
     result = batch("sweep", "--grid", "learning_rate=0.001,0.01", "--grid", "strategy=freeze",
                    "-p", "train_size", 32, "-p", "val_size", 16, "-p", "test_size", 16, "-p", "max_length", 64,
                    "--experiment", "sweep-test", "--name", "tiny", "--output", tmp_path / "out",
-                   workspace=workspace, timeout=900, COURSE_DATA_DIR=data, HF_HUB_OFFLINE="1")
+                   workspace=workspace, timeout=900, HF_HUB_OFFLINE="1")
     assert result.returncode == 0, result.stdout + result.stderr
     runs = _sweep_runs(workspace, "sweep-test", "tiny")
     assert sorted(r.info.run_name for r in runs) == ["lr=0.001-strategy=freeze", "lr=0.01-strategy=freeze"]
     assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs)
-    # Notebook 03's "-pinned" twin of each run is not tagged: one row per combination.
+    # One run per combination, and nothing else in the experiment.
     client = store(workspace)
     everything = client.search_runs([client.get_experiment_by_name("sweep-test").experiment_id])
-    twins = [r for r in everything if r.info.run_name.endswith("-pinned")]
-    assert len(twins) == 2 and not any("course.sweep" in r.data.tags for r in twins)
+    assert sorted(r.info.run_id for r in everything) == sorted(r.info.run_id for r in runs)
     best = max(runs, key=lambda r: r.data.metrics["test_accuracy"])
     ranking = result.stdout.split("(highest first):")[1].splitlines()
     assert ranking[3].split()[1] == best.info.run_name

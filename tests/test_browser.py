@@ -17,7 +17,7 @@ from tools.lab import JupyterLabServer, browser_missing, open_chromium
 from utils.workspace import repo_root
 
 pytestmark = [
-    pytest.mark.slow,
+    pytest.mark.full,
     pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing())),
 ]
 

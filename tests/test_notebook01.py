@@ -5,6 +5,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from tests.notebook_runner import cell_text, run_notebook, servers_of
 
+pytestmark = pytest.mark.full
 NAME = "01_local_setup.ipynb"
 
 

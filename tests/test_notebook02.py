@@ -11,27 +11,25 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.notebook_runner import servers_of
+from tools.runner import course_env, execute
 from tools import scan_secrets
 from utils import remote
 from utils.workspace import Workspace, repo_root
 
 ROOT = repo_root()
 NOTEBOOK = ROOT / "notebooks" / "02_remote_databricks_config.ipynb"
-PAPERMILL = Path(sys.executable).with_name("papermill")
 TOKEN = "dapi" + "0123456789abcdef" * 2  # well-formed, not real (built from parts)
 HOST = "https://dbc-1234abcd-5678.cloud.databricks.com"
 # Variables of the test process that must not leak into the notebook's kernel.
 _CLEARED = ("DATABRICKS_", "MLFLOW_TRACKING_", "COURSE_BACKEND_STORE_URI", "PGPASSWORD")
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.full
 
 
 @dataclass
@@ -64,14 +62,7 @@ class Executed:
 
 def run_notebook(workspace_dir: Path, output: Path, env: dict, parameters: dict | None = None) -> Executed:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(_CLEARED)}
-    environment.update(env, COURSE_WORKSPACE=str(workspace_dir))
-    command = [str(PAPERMILL), "--cwd", str(NOTEBOOK.parent), "--kernel", "python3", "--log-level", "WARNING"]
-    for name, value in (parameters or {}).items():
-        command += ["-p", name, str(value)]
-    result = subprocess.run(
-        [*command, str(NOTEBOOK), str(output)], env=environment, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, f"notebook 02 failed:\n{result.stderr[-4000:]}"
+    execute(NOTEBOOK, output, parameters, env=course_env(workspace_dir, base=environment, **env))
     executed = Executed(output, Workspace(workspace_dir.resolve()))
     assert_no_server_left(executed.workspace)
     return executed

@@ -224,6 +224,7 @@ def test_a_closed_port_is_reported_as_no_connection():
     assert not result.ok and result.message.startswith(f"Could not connect to https://127.0.0.1:{port}")
 
 
+@pytest.mark.full
 def test_a_host_that_never_answers_times_out_within_the_limit():
     with socket.socket() as silent:  # accepts connections (backlog) but never replies
         silent.bind(("127.0.0.1", 0))
@@ -266,6 +267,7 @@ def auth_server(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.mark.full
 def test_the_auth_config_is_private_and_reused(auth_server):
     workspace, auth, _ = auth_server
     assert stat.S_IMODE(auth.config_path.stat().st_mode) == 0o600
@@ -275,12 +277,14 @@ def test_the_auth_config_is_private_and_reused(auth_server):
     assert auth.admin_password not in repr(auth) and auth.database_path.exists()
 
 
+@pytest.mark.full
 def test_without_credentials_the_server_says_401(auth_server):
     _, _, server = auth_server
     response = requests.get(f"{server.url}/api/2.0/mlflow/experiments/search", timeout=10)
     assert response.status_code == 401
 
 
+@pytest.mark.full
 def test_a_user_logs_a_run_with_an_artifact_and_reads_it_back(auth_server, monkeypatch):
     workspace, auth, server = auth_server
     password = "pw-" + os.urandom(8).hex()
@@ -304,6 +308,7 @@ def test_a_user_logs_a_run_with_an_artifact_and_reads_it_back(auth_server, monke
     assert "refused the login (HTTP 401 Unauthorized)" in remote.explain_tracking_error(error.value, server.url)
 
 
+@pytest.mark.full
 def test_a_user_without_permission_gets_a_403_explained(auth_server):
     _, auth, server = auth_server
     password = "pw-" + os.urandom(8).hex()
@@ -322,6 +327,7 @@ def test_a_user_without_permission_gets_a_403_explained(auth_server):
         assert mlflow.MlflowClient(tracking_uri=server.url).create_run(experiment_id).info.run_id
 
 
+@pytest.mark.full
 def test_a_refused_databricks_token_is_explained_as_such(auth_server, tmp_path):
     # The auth server refuses the bearer token exactly as an expired one would be refused.
     _, _, server = auth_server
@@ -338,6 +344,7 @@ def test_a_refused_databricks_token_is_explained_as_such(auth_server, tmp_path):
     assert "could not be resolved" in remote.check_databricks_connection(config).message
 
 
+@pytest.mark.full
 def test_the_server_log_holds_no_password(auth_server):
     workspace, auth, server = auth_server
     log = server.log_path.read_text()

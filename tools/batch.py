@@ -270,13 +270,15 @@ class Result:
     workspace: Path | None = None
     html: Path | None = None
     label: str = ""
+    killed_runs: list[str] = field(default_factory=list)  # left RUNNING by a stopped kernel
 
     def as_dict(self) -> dict[str, Any]:
         return {"notebook": self.notebook.name, "label": self.label or self.notebook.name,
                 "status": self.status, "seconds": round(self.seconds, 1),
                 "run_ids": self.run_ids, "problem": self.problem, "details": self.details,
                 "executed": str(self.output), "workspace": str(self.workspace or ""),
-                "html": str(self.html or "")}  # no parameters: they may hold passwords
+                "html": str(self.html or ""),
+                "killed_runs": self.killed_runs}  # no parameters: they may hold passwords
 
 
 class _Stopped(Exception):
@@ -310,24 +312,6 @@ class Execution:
                                         daemon=True)
 
     # -- worker thread --------------------------------------------------------------
-    def _kernel_manager_class(self):
-        from jupyter_client import AsyncKernelManager
-
-        execution = self
-
-        class BatchKernelManager(AsyncKernelManager):
-            async def start_kernel(self, **kwargs):
-                kwargs.setdefault("env", execution.env)
-                kwargs.setdefault("cwd", str(execution.cwd))
-                if execution.kernel_log is None:
-                    await super().start_kernel(**kwargs)
-                else:  # the kernel's own messages (not the cells' output) go to a log file
-                    with open(execution.kernel_log, "w", encoding="utf-8") as log:
-                        await super().start_kernel(stdout=log, stderr=log, **kwargs)
-                execution.pid = getattr(self.provisioner, "pid", None)
-
-        return BatchKernelManager
-
     def _on_cell_start(self, cell, cell_index):
         if self.stop_reason:
             raise _Stopped(self.stop_reason)
@@ -337,20 +321,20 @@ class Execution:
             self.cell_bar.set_postfix_str(_first_line(cell.source, 40), refresh=True)
 
     def _work(self) -> None:
-        import papermill
+        from tools.runner import execute
 
-        streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if self.log_output else {}
         try:
-            papermill.execute_notebook(
-                str(self.notebook), str(self.output), parameters=self.parameters,
-                kernel_name=self.kernel, progress_bar=False, start_timeout=120,
-                kernel_manager_class=self._kernel_manager_class(),
-                on_cell_start=self._on_cell_start, **streams,
-            )
+            execute(self.notebook, self.output, self.parameters, env=self.env, cwd=self.cwd,
+                    kernel=self.kernel, kernel_log=self.kernel_log,
+                    on_kernel_start=self._kernel_started, on_cell_start=self._on_cell_start,
+                    log_output=self.log_output)
         except BaseException as error:  # reported by the main thread
             self.error = error
         finally:
             self._done.set()
+
+    def _kernel_started(self, pid: int | None) -> None:
+        self.pid = pid
 
     # -- main thread ----------------------------------------------------------------
     def run(self, timeout: float | None) -> None:
@@ -487,6 +471,18 @@ class RunStore:
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
+    def mark_killed(self, run_ids: list[str]) -> list[str]:
+        """End the runs among ``run_ids`` that are still RUNNING with the status KILLED."""
+        killed = []
+        for run_id in run_ids:
+            try:
+                if self.client.get_run(run_id).info.status == "RUNNING":
+                    self.client.set_terminated(run_id, status="KILLED")
+                    killed.append(run_id)
+            except Exception as error:  # a remote store may be down; the summary says so
+                print(f"warning: cannot mark run {run_id} KILLED: {error}", file=sys.stderr)
+        return killed
+
     def run_ids(self) -> set[str] | None:
         """Every run id in the store (an absent SQLite file: none); None if unreadable."""
         if self.db_path is not None and not self.db_path.exists():
@@ -572,6 +568,8 @@ def summary_text(results: list[Result], heading: str = "notebook") -> str:
             block = [f"\n{r.status.upper()}: {r.label or r.notebook.name}: {r.problem}"]
             if r.details:
                 block.append("  " + r.details.replace("\n", "\n  "))
+            if r.killed_runs:
+                block.append(f"  marked KILLED (its kernel was stopped while they ran): {', '.join(r.killed_runs)}")
             block.append(f"  executed copy: {r.output}")
             parts.append("\n".join(block))
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "timeout", "interrupted", "not run")}
@@ -652,6 +650,9 @@ def execute_all(jobs: list[Result], options: Options, *, fresh: bool, what: str 
                     _mark_stop(job.output, execution.cell, execution.cell_index, job.problem)
             after = store.run_ids()
             job.run_ids = None if before is None or after is None else _newest_first(store, after - before)
+            if execution.stop_reason and job.run_ids:
+                # The kernel was stopped mid-run: nobody told the store that its runs ended.
+                job.killed_runs = store.mark_killed(job.run_ids)
             if options.html and job.output.exists():
                 try:
                     job.html = export_html(job.output)
@@ -800,8 +801,8 @@ def command_sweep(args) -> int:
     tagged: list[str] = []
 
     def tag(job: Result, _store: RunStore) -> None:
-        # The run named after the combination; notebook 03 also makes a "-pinned" twin of
-        # it, which would show every combination twice. Without such a run: all it made.
+        # The run named after the combination, if the notebook made other runs besides it
+        # (notebook 04 trains runs of its own, for instance); without such a run, all it made.
         runs = [store.client.get_run(run_id) for run_id in job.run_ids or []]
         chosen = [run for run in runs if run.info.run_name == job.label] or runs
         for run in chosen:
@@ -913,7 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=_wrap("Run the training notebook once per combination of --grid values, all into "
                     "one experiment, each run named after its values (e.g. lr=0.001-strategy=freeze)"
                     f"; that run is tagged {SWEEP_TAG}=<sweep name> and {SWEEP_GRID_TAG}=<varied "
-                    "parameters> (other runs the notebook makes are not), then the runs are ranked "
+                    "parameters> (other runs the notebook makes, if any, are not), then the runs are ranked "
                     "by --metric. Runs go to the shared course workspace; "
                     "executed copies to OUTPUT/sweeps/<sweep name>/."),
         epilog=PARAMETER_HELP + "\nExample:\n  python -m tools.batch sweep --params tools/params/ci.yml "
