@@ -46,8 +46,11 @@ class JupyterLabServer:
         env: dict[str, str] | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 90.0,
+        preexec_fn=None,
     ) -> None:
         self.root_dir = Path(root_dir)
+        #: Run in the lab's process before it starts (the memory benchmark puts it into a cgroup).
+        self.preexec_fn = preexec_fn
         self.requested_port = port
         self.port = port
         self.token = token or secrets.token_hex(16)
@@ -117,6 +120,7 @@ class JupyterLabServer:
                 env=env, cwd=self.root_dir,
                 # Its own process group: stop() also ends kernels and proxied servers.
                 start_new_session=True,
+                preexec_fn=self.preexec_fn,
             )
         self.pgid = self.process.pid
         self._wait_until_ready()
