@@ -1,0 +1,127 @@
+"""Notebook 06 reproduces each error it promises and proves each fix, twice in a row.
+
+Every section must really meet its error: a section whose error silently stops appearing
+(because MLflow changed, say) fails here by name, as does a fix that stopped working.
+"""
+
+import re
+
+import mlflow
+import pytest
+
+from tests.notebook_runner import cell_text, run_notebook, servers_of
+
+pytestmark = pytest.mark.full
+NAME = "06_troubleshooting.ipynb"
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("nb06-ws")
+    out = tmp_path_factory.mktemp("nb06-out")
+    first = run_notebook(NAME, out / "first", workspace)
+    second = run_notebook(NAME, out / "second", workspace)
+    return first, second, workspace
+
+
+def _both(executed):
+    return executed[0], executed[1]
+
+
+def test_doctor_reports_without_secrets(executed):
+    for notebook in _both(executed):
+        doctor = cell_text(notebook, "mlflow doctor")
+        assert "MLflow version" in doctor and "Tracking URI" in doctor
+        assert "MLFLOW_TRACKING_URI: ***" in doctor  # values masked
+
+
+def test_the_wrong_store(executed):
+    for notebook in _both(executed):
+        lost = cell_text(notebook, 'tracking_uri="", cwd=elsewhere')
+        assert "exit code: 1" in lost and re.search(r"Run with id=[0-9a-f]{32} not found", lost)
+        assert "files the command made there: ['mlflow.db']" in lost
+        assert "exit code: 0 | run name: True" in cell_text(notebook, "tracking_uri=workspace.backend_store_uri")
+
+
+def test_the_file_store_is_refused_then_allowed_then_migrated(executed):
+    first, _, workspace = executed
+    for notebook in _both(executed):
+        refused = cell_text(notebook, 'refused = inspection.run_mlflow_cli("experiments", "search"')
+        assert "exit code: 1" in refused
+        assert "The filesystem tracking backend (e.g., './mlruns') is in maintenance mode" in refused
+        assert "exit code: 0 | lists chapter-era: True" in cell_text(notebook, "allowed = inspection")
+        assert "logged-in-2021 FINISHED {'lr': '0.01'} {'val_accuracy': 0.62}" in cell_text(
+            notebook, "new_client.search_runs")
+    migrated = mlflow.MlflowClient(f"sqlite:///{workspace}/troubleshooting/migrated.db")
+    assert migrated.get_experiment_by_name("chapter-era") is not None
+
+
+def test_removed_apis_and_their_replacements(executed):
+    for notebook in _both(executed):
+        removed = cell_text(notebook, '("list_experiments", "list_run_infos", "list_registered_models")')
+        for name in ("list_experiments", "list_run_infos", "list_registered_models"):
+            assert f"AttributeError: 'MlflowClient' object has no attribute '{name}'" in removed
+        assert "['troubleshooting']" in cell_text(notebook, "client.search_experiments(filter_string")
+
+
+def test_stages_warn_and_aliases_work(executed):
+    for notebook in _both(executed):
+        stages = cell_text(notebook, "transition_model_version_stage")
+        assert "FutureWarning: ``mlflow.tracking.client.MlflowClient.transition_model_version_stage`` is deprecated" in stages
+        assert "FutureWarning: ``mlflow.tracking.client.MlflowClient.get_latest_versions`` is deprecated" in stages
+        assert "[1, 2, 3]" in cell_text(notebook, "@champion")
+    _, second, workspace = executed
+    client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
+    assert client.get_model_version_by_alias("troubleshooting-model", "champion").version == "2"
+    assert "champion is version 2" in cell_text(second, "get_model_version_by_alias")
+
+
+def test_autologging_records_nothing_then_something(executed):
+    for notebook in _both(executed):
+        assert "params: {} | metrics: {}" in cell_text(notebook, 'run_name="plain-pytorch-loop"')
+        assert re.search(r"loss: 20 values, from [\d.]+ to [\d.]+", cell_text(notebook, "plain-pytorch-loop-logged"))
+        lightning = cell_text(notebook, 'run_name="fit-with-autolog"')
+        assert "autolog after fit   params: []  metrics: []" in lightning
+        assert re.search(r"autolog before fit  params: \['[a-z_]+'.*metrics: \['train_loss'\]", lightning)
+
+
+def test_a_killed_run_is_found_and_closed(executed):
+    _, _, workspace = executed
+    for notebook in _both(executed):
+        assert "the process ended with signal 9" in cell_text(notebook, "os.kill(os.getpid(), signal.SIGKILL)")
+        closed = cell_text(notebook, "attributes.status = 'RUNNING'")
+        assert "stuck: killed-mid-training RUNNING" in closed
+        assert "now: [('killed-mid-training', 'KILLED')]" in closed
+    client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
+    experiment = client.get_experiment_by_name("troubleshooting")
+    killed = client.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'killed-mid-training'")
+    assert [run.info.status for run in killed] == ["KILLED", "KILLED"]
+
+
+def test_a_port_in_use(executed):
+    for notebook in _both(executed):
+        refused = cell_text(notebook, "busy_port = taken.getsockname()[1]")
+        assert re.search(r"\[Errno 98\] error while attempting to bind on address .*: address already in use", refused)
+        fixed = cell_text(notebook, "utils.start_server(port=busy_port)")
+        assert "CourseError: Port" in fixed and "already in use by another program" in fixed
+        assert re.search(r"started on a free port instead: <TrackingServer http://127\.0\.0\.1:\d+ running>", fixed)
+
+
+def test_the_host_header_and_cors_checks(executed):
+    for notebook in _both(executed):
+        assert "403 Invalid Host header - possible DNS rebinding attack detected" in cell_text(
+            notebook, "refused = requests.get(")
+        assert "with --allowed-hosts: 200" in cell_text(notebook, "local_too = [")
+        assert "403 Cross-origin request blocked" in cell_text(notebook, "blocked = requests.post(")
+        assert "with --cors-allowed-origins too: 200" in cell_text(notebook, "--cors-allowed-origins")
+
+
+def test_401_and_the_right_login(executed):
+    for notebook in _both(executed):
+        refused = cell_text(notebook, '"a-wrong-password"')
+        assert "failed with error code 401 != 200" in refused
+        assert re.search(r"logged in: the server lists \d+ experiment\(s\)", cell_text(notebook, "logged in:"))
+
+
+def test_no_server_is_left_running(executed):
+    assert servers_of(executed[2]) == []
