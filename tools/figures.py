@@ -150,6 +150,9 @@ def _ui_pictures(driver, server: TrackingServer, workspace: Workspace) -> dict[s
     shots["04_run_page"] = _shot(driver)
 
     wait.until(_clickable_text("Model metrics")).click()
+    # The charts of the step metrics: the training curve the course records every 4 steps.
+    search = wait.until(_visible_css('input[placeholder="Search metric charts"]'))
+    search.send_keys("_step")
     wait.until(_visible_xpath(_with_text("train_cross_entropy_step")))
     shots["03_model_metrics"] = _shot(driver)
 
