@@ -221,7 +221,7 @@ def test_ctrl_c_stops_the_kernel_and_the_server_it_started(tmp_path):
     )
     try:
         deadline = time.monotonic() + 120
-        while not _cell_is_running(output / "90_log_a_run.ipynb", "time.sleep"):
+        while not _cell_is_running(output / "90_log_a_run.ipynb", "time.sleep(sleep_seconds)"):
             assert time.monotonic() < deadline and process.poll() is None, "the notebook never reached its sleep"
             time.sleep(0.3)
         assert servers_of(workspace), "the fixture should have started a server"

@@ -72,7 +72,7 @@ def test_stages_warn_and_aliases_work(executed):
         assert "[1, 2, 3]" in cell_text(notebook, "@champion")
     _, second, workspace = executed
     client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
-    assert client.get_model_version_by_alias("troubleshooting-model", "champion").version == "2"
+    assert str(client.get_model_version_by_alias("troubleshooting-model", "champion").version) == "2"
     assert "champion is version 2" in cell_text(second, "get_model_version_by_alias")
 
 

@@ -80,10 +80,11 @@ def test_04_compares_the_learning_rate_runs(executed):
 def test_04_learning_rates_differ_for_the_reason_the_notebook_gives(executed):
     runs = {r.info.run_name: r for r in _runs(executed["workspace"])}
     slow, good = runs["lr=0.0003"].data.metrics, runs["lr=0.03"].data.metrics
-    # Steps too small: the training loss stays near a coin's (ln 2 = 0.693) ...
-    assert slow["train_cross_entropy_epoch"] > 0.65
-    assert good["train_cross_entropy_epoch"] < slow["train_cross_entropy_epoch"] - 0.05
-    # ... and the larger rate is clearly ahead on reviews neither saw in training.
+    # Steps too small: the training loss stays at a coin's (ln 2 = 0.693) ...
+    assert slow["train_cross_entropy_epoch"] > 0.68
+    # ... while the larger rate learns: a clearly lower loss and a clearly higher accuracy
+    # on reviews neither saw in training.
+    assert good["val_cross_entropy"] < slow["val_cross_entropy"] - 0.1
     assert good["val_accuracy"] > slow["val_accuracy"] + 0.1
 
 

@@ -160,7 +160,7 @@ def test_example_run_is_finished_and_autologged(example_run):
     assert contexts == ["testing", "training", "validation"]
     assert run.data.tags["mlflow.latest_checkpoint_artifact"] == "checkpoints/latest_checkpoint.pth"
     assert any(key.startswith("system/") for key in run.data.metrics)
-    requirements = mlflow.artifacts.load_text(f"{model.model_uri}/requirements.txt")
+    requirements = mlflow.artifacts.load_text(f"{model.artifact_location}/requirements.txt")
     assert "pytorch-lightning==1.9.5" in requirements and "transformers==" in requirements
     # The subset it trained on is in the workspace, not beside the notebook.
     assert (workspace / "data" / "imdb-40-20-20-seed42" / "train.csv").is_file()

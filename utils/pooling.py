@@ -126,6 +126,13 @@ class MeanPoolingAdapter(GenericAdapter):
                          max_length=max_length, head=head)
         self.collate_fn = TokenCollate(self.collate_fn.tokenizer)
 
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        batch = super().predict_step(batch, batch_idx, dataloader_idx)
+        # flash splits a predicted batch into one item per review; give it the token ids of
+        # each review instead of the tokenizer's dictionary, which it cannot split.
+        batch[DataKeys.INPUT] = list(batch[DataKeys.INPUT]["input_ids"])
+        return batch
+
 
 def load_mean_pooling(pretrained: str, max_length: int):
     """The registry's loader: ``(encoder, tokenizer, number of features)``."""

@@ -420,8 +420,10 @@ def record_run(params: RunParameters, experiment_id: str):
     autolog_was_off = autologging_is_disabled("pytorch")
     mlflow.pytorch.autolog(**AUTOLOG_SETTINGS)
     try:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=params.run_name,
-                              log_system_metrics=True) as run:
+        # Notebook 03 samples the machine every 2 s (mlflow.set_system_metrics_sampling_interval).
+        with temporary_environment(MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="2"), \
+                mlflow.start_run(experiment_id=experiment_id, run_name=params.run_name,
+                                 log_system_metrics=True) as run:
             for context, dataset in subset_datasets(data_folder(params)).items():
                 mlflow.log_input(dataset, context=context)
             trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
