@@ -14,6 +14,7 @@ import requests
 
 from tools.lab import JupyterLabServer
 from utils.lab import ICON_PATH, LAUNCHER_TITLE, PROXY_NAME, mlflow_server_command, setup_mlflow
+from utils.tracking import workspace_server
 from utils.workspace import get_workspace, repo_root
 
 PUBLIC_HOST = "hub.example.org"
@@ -151,6 +152,18 @@ def test_mlflow_keeps_its_own_checks_for_direct_requests(lab):
         headers={"Origin": "https://attacker.example"}, timeout=10,
     )
     assert foreign_origin.status_code == 403
+
+
+@pytest.mark.full
+def test_notebooks_use_the_tile_s_server_instead_of_starting_their_own(lab, monkeypatch):
+    _proxied(lab).raise_for_status()  # the reader opened the tile
+    monkeypatch.setenv("COURSE_WORKSPACE", lab.env["COURSE_WORKSPACE"])
+    server = workspace_server()
+    assert server.shared_from == "JupyterLab's MLflow UI tile" and server.process is None
+    assert server.port == _mlflow_port(lab)
+    assert server.run_url("1", "abc") == "/mlflow/#/experiments/1/runs/abc"  # a path on the lab
+    server.stop()  # leaves the lab's server running
+    assert requests.get(f"{server.url}/health", timeout=10).text == "OK"
 
 
 @pytest.mark.full

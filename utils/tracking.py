@@ -309,10 +309,10 @@ def _serves(url: str, workspace: Workspace) -> bool:
     try:
         answer = requests.get(f"{url}/api/2.0/mlflow/experiments/get",
                               params={"experiment_id": "0"}, timeout=5)
-        location = answer.json()["experiment"]["artifact_location"]
+        location = answer.json()["experiment"]["artifact_location"]  # <artifacts>/0
     except (requests.RequestException, ValueError, KeyError):
         return False
-    return location.removeprefix("file://") == str(workspace.artifacts_dir)
+    return Path(location.removeprefix("file://")).parent.resolve() == workspace.artifacts_dir.resolve()
 
 
 def workspace_server(port: int = 0, workspace: Workspace | None = None) -> TrackingServer:
