@@ -3,24 +3,25 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3.11
+# The course runs on Python 3.11 or 3.12: the first of these that runs, unless PYTHON= names one.
+PYTHON ?= $(firstword $(foreach p,python3.11 python3.12,$(if $(shell $(p) -c "" 2>/dev/null && echo ok),$(p))))
 VENV ?= .venv
 BIN := $(VENV)/bin
 COURSE_OUTPUT ?= build/executed
-# Notebook parameters for `make course`, e.g. COURSE_PARAMS=params/ci.yml (tiny sizes).
+# Notebook parameters for `make course`, e.g. COURSE_PARAMS=tools/params/ci.yml (tiny sizes).
 COURSE_PARAMS ?=
 export COURSE_OUTPUT COURSE_PARAMS
 
-.PHONY: help setup course test lab bench figures lock clean-workspace
+.PHONY: help setup course test test-full test-latest lab bench bench-memory figures lock clean-workspace
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 # Re-installs only when the lock or the package metadata changed since the last install.
 $(BIN)/.installed: requirements.txt pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11 or run 'make PYTHON=/path/to/python3.11 setup'." >&2; exit 1; }
+	@test -n "$(PYTHON)" || { echo "error: no Python 3.11 or 3.12 found. Install one, or run 'make PYTHON=/path/to/python3.12 setup'." >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@# This machine's pip lists an extra local index; its "is ignored" warnings are noise.
+	@# pip warns about index folders of its configuration that do not exist; for the course that is noise.
 	$(BIN)/python -m pip install --quiet -r requirements.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (MLflow course)" >/dev/null
@@ -32,16 +33,26 @@ setup: $(BIN)/.installed ## make .venv with the pinned environment and the utils
 course: setup ## execute every notebook in order on the default store into $(COURSE_OUTPUT)
 	$(BIN)/python -m tools.batch run --output "$(COURSE_OUTPUT)" $(if $(COURSE_PARAMS),--params "$(COURSE_PARAMS)")
 
-test: setup ## run the unit tests and the notebook checks
-	$(BIN)/python -m pytest
+test: setup ## the unit tests, and every notebook once under nbval (about 5 min on 2 cores)
+	$(BIN)/python -m pytest -m "not full"
 
+test-full: course ## the exhaustive checks, after running the course (CI runs them too)
+	$(BIN)/python -m pytest -m full
+
+test-latest: setup ## run every notebook against the newest MLflow 3 release (needs the package index)
+	$(BIN)/python -m tools.latest
+
+# As root, JupyterLab refuses to start without --allow-root (containers, many cloud machines).
 lab: setup ## open the course in JupyterLab
-	$(BIN)/jupyter lab notebooks/01_local_setup.ipynb
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/01_local_setup.ipynb
 
-bench: setup ## notebook 03 benchmarks: time, autologging overhead, accuracy (about 25 min on 2 cores)
-	$(BIN)/python tools/benchmarks/notebook03.py
+bench: setup bench-memory ## time, accuracy and memory of the course (about 20 min on 2 cores)
+	$(BIN)/python tools/benchmarks/training.py
 	$(BIN)/python tools/benchmarks/autolog_overhead.py --rounds 3
-	$(BIN)/python tools/benchmarks/notebook03.py --accurate
+	$(BIN)/python tools/benchmarks/training.py --accurate
+
+bench-memory: setup ## does the course fit Binder's memory? (a cgroup: run as root)
+	$(BIN)/python tools/benchmarks/memory.py
 
 figures: setup ## photograph the MLflow UI for the notebooks (needs chromium: .ci/browser.sh)
 	$(BIN)/python tools/figures.py
