@@ -72,6 +72,7 @@ def main() -> int:
          "--display-name", "Python 3 (MLflow course, newest MLflow)"], stdout=subprocess.DEVNULL)
     version = subprocess.run([python, "-c", "import mlflow; print(mlflow.__version__)"],
                              capture_output=True, text=True, check=True).stdout.strip()
+    _explain_if_not_newest(python, constraints, version)
     print(f"\nthe course's notebooks with MLflow {version} (the course pins "
           f"{_pinned_mlflow(root)}):", flush=True)
     env = {**os.environ, REQUIREMENTS_ENV: str(opened)}
@@ -80,6 +81,22 @@ def main() -> int:
                            "--workspace", "fresh", "--output", str(folder / "executed"), "--no-progress"],
                           cwd=root, env=env)
     return done.returncode
+
+
+def _explain_if_not_newest(python: Path, constraints: Path, installed: str) -> None:
+    """Say so when the index lists a newer MLflow than pip could install, and why."""
+    listed = subprocess.run([python, "-m", "pip", "index", "versions", "mlflow"],
+                            capture_output=True, text=True).stdout
+    match = re.search(r"^mlflow \(([^)]+)\)", listed, re.M)
+    if not match or match.group(1) == installed:
+        return
+    newest = match.group(1)
+    tried = subprocess.run([python, "-m", "pip", "install", "--dry-run", "--quiet", "-c", constraints,
+                            f"mlflow[auth]=={newest}"], capture_output=True, text=True)
+    errors = [line for line in tried.stderr.splitlines() if line.startswith("ERROR")]
+    reason = errors[-1].removeprefix("ERROR: ") if errors else "pip gave no reason"
+    print(f"\nnote: the index lists MLflow {newest}, but pip cannot install it with the course's "
+          f"pins: {reason}", flush=True)
 
 
 def _pinned_mlflow(root: Path) -> str:
