@@ -28,14 +28,15 @@ from utils.errors import CourseError
 REQUIREMENTS_ENV = "COURSE_REQUIREMENTS"
 
 
-def _repo_root() -> Path:
+def repo_root() -> Path:
+    """The course's top folder (the one holding ``notebooks/`` and ``utils/``)."""
     return Path(__file__).resolve().parent.parent
 
 
 def requirements_file() -> Path:
     """``$COURSE_REQUIREMENTS``, or the course's ``requirements.in``."""
     configured = os.environ.get(REQUIREMENTS_ENV, "").strip()
-    return Path(configured).expanduser() if configured else _repo_root() / "requirements.in"
+    return Path(configured).expanduser() if configured else repo_root() / "requirements.in"
 
 
 def read_requirements(path: Path | None = None) -> dict[str, SpecifierSet]:
@@ -63,7 +64,7 @@ def read_requirements(path: Path | None = None) -> dict[str, SpecifierSet]:
 
 def supported_python() -> SpecifierSet:
     """The Pythons the course supports: ``requires-python`` of its ``pyproject.toml``."""
-    with open(_repo_root() / "pyproject.toml", "rb") as handle:
+    with open(repo_root() / "pyproject.toml", "rb") as handle:
         return SpecifierSet(tomllib.load(handle)["project"]["requires-python"])
 
 

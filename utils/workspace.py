@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.env import temporary_environment
+from utils.env import repo_root, temporary_environment
 from utils.errors import CourseError
 
 WORKSPACE_ENV = "COURSE_WORKSPACE"
@@ -33,11 +33,6 @@ _ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
 #: What ``use_workspace()`` leaves in this process's environment. A child process started
 #: for another workspace (a test's notebook kernel) must not inherit them.
 PROCESS_VARIABLES = (TRACKING_URI_ENV, _COURSE_SET_URI_ENV, _ARTIFACT_ROOT_ENV)
-
-
-def repo_root() -> Path:
-    """The course's top folder (the one holding ``notebooks/`` and ``utils/``)."""
-    return Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
