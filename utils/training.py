@@ -307,6 +307,15 @@ def _stopwatch_class():
     return Stopwatch
 
 
+def loop_seconds(trainer) -> dict[str, float]:
+    """``{"fit": ..., "test": ...}``: the seconds Lightning's training loop (with validation)
+    and test loop took, as the stopwatch of a :func:`make_trainer` trainer measured them."""
+    watch = next((c for c in trainer.callbacks if type(c).__name__ == "Stopwatch"), None)
+    if watch is None:
+        raise CourseError("This trainer was not made by utils.training.make_trainer; it has no stopwatch.")
+    return dict(watch.seconds)
+
+
 def time_report(trainer, total_seconds: float) -> str:
     """Split a run's wall time into Lightning's fit and test loops and everything else.
 
@@ -314,13 +323,11 @@ def time_report(trainer, total_seconds: float) -> str:
     left of ``total_seconds`` is set-up and MLflow's own work (logging parameters, metrics,
     the model summary and the model, with its requirements).
     """
-    watch = next((c for c in trainer.callbacks if type(c).__name__ == "Stopwatch"), None)
-    if watch is None:
-        raise CourseError("This trainer was not made by utils.training.make_trainer; it has no stopwatch.")
-    loops = watch.seconds["fit"] + watch.seconds["test"]
+    seconds = loop_seconds(trainer)
+    loops = seconds["fit"] + seconds["test"]
     rest = max(total_seconds - loops, 0.0)
-    return (f"{total_seconds:.1f} s in all: training loop (with validation) {watch.seconds['fit']:.1f} s, "
-            f"test loop {watch.seconds['test']:.1f} s, everything else {rest:.1f} s "
+    return (f"{total_seconds:.1f} s in all: training loop (with validation) {seconds['fit']:.1f} s, "
+            f"test loop {seconds['test']:.1f} s, everything else {rest:.1f} s "
             f"({rest / loops:.0%} on top of the loops)")
 
 
@@ -403,13 +410,26 @@ def release_memory() -> None:
         pass
 
 
+def train_test_and_log(params: RunParameters, datamodule, model, trainer) -> dict[str, float]:
+    """The body of notebook 03's run, inside the active MLflow run: the subset's three splits
+    as inputs, ``trainer.finetune`` then ``trainer.test``, and the model logged by
+    :func:`log_classifier`. Returns the test metrics."""
+    import mlflow
+
+    for context, dataset in subset_datasets(data_folder(params)).items():
+        mlflow.log_input(dataset, context=context)
+    trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
+    results = trainer.test(model, datamodule=datamodule, verbose=False)
+    log_classifier(model)
+    return results[0] if results else {}
+
+
 def record_run(params: RunParameters, experiment_id: str):
     """Train, test and record one run as notebook 03 does; return the finished run.
 
-    Inside ``mlflow.start_run(..., log_system_metrics=True)``: the subset's three splits as
-    run inputs, autologging with :data:`AUTOLOG_SETTINGS`, ``trainer.finetune`` then
-    ``trainer.test``, and the model logged by :func:`log_classifier`. Autologging is
-    switched off again afterwards if it was off before.
+    Autologging with :data:`AUTOLOG_SETTINGS`, and :func:`train_test_and_log` inside
+    ``mlflow.start_run(..., log_system_metrics=True)``. Autologging is switched off again
+    afterwards if it was off before.
     """
     import mlflow
     from mlflow.utils.autologging_utils import autologging_is_disabled
@@ -424,11 +444,7 @@ def record_run(params: RunParameters, experiment_id: str):
         with temporary_environment(MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="2"), \
                 mlflow.start_run(experiment_id=experiment_id, run_name=params.run_name,
                                  log_system_metrics=True) as run:
-            for context, dataset in subset_datasets(data_folder(params)).items():
-                mlflow.log_input(dataset, context=context)
-            trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
-            trainer.test(model, datamodule=datamodule, verbose=False)
-            log_classifier(model)
+            train_test_and_log(params, datamodule, model, trainer)
     finally:
         if autolog_was_off:
             mlflow.pytorch.autolog(disable=True)

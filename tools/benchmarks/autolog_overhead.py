@@ -56,19 +56,14 @@ def one_run(variant: str, params) -> dict[str, float]:
     elif variant == "course":
         mlflow.pytorch.autolog(**training.AUTOLOG_SETTINGS, silent=True)
         with mlflow.start_run(run_name="bench-course"):
-            for context, dataset in training.subset_datasets(training.data_folder(params)).items():
-                mlflow.log_input(dataset, context=context)
-            trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
-            results = trainer.test(model, datamodule=datamodule, verbose=False)
-            training.log_classifier(model)
+            results = [training.train_test_and_log(params, datamodule, model, trainer)]
     else:
         mlflow.pytorch.autolog(silent=True)
         with mlflow.start_run(run_name="bench-chapter"):
             trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
             results = trainer.test(model, datamodule=datamodule, verbose=False)
     wall = time.perf_counter() - wall
-    watch = next(c for c in trainer.callbacks if type(c).__name__ == "Stopwatch")
-    loops = watch.seconds["fit"] + watch.seconds["test"]
+    loops = sum(training.loop_seconds(trainer).values())
     return {"wall": wall, "loops": loops, "rest": wall - loops,
             "accuracy": results[0]["test_accuracy"], "trainer": trainer}
 

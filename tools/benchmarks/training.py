@@ -3,9 +3,9 @@
     .venv/bin/python tools/benchmarks/training.py              # the notebook's defaults
     .venv/bin/python tools/benchmarks/training.py --accurate   # the configuration for >= 0.85
 
-It records one run exactly as notebook 03 does (``utils.training.record_run``'s pieces: the
-datasets as inputs, autologging, ``finetune`` and ``test``, the model logged with pinned
-requirements) into a temporary workspace, and prints
+It records one run exactly as notebook 03 does (autologging and
+``utils.training.train_test_and_log``: the datasets as inputs, ``finetune`` and ``test``, the
+model logged with pinned requirements) into a temporary workspace, and prints
 
 - the time of Lightning's training and test loops (the trainer's stopwatch);
 - the bare forward pass of the same reviews through the backbone, in the same process: the
@@ -96,15 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         trainer.progress_bar_callback.disable()
         mlflow.pytorch.autolog(**training.AUTOLOG_SETTINGS, silent=True)
         with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="benchmark"):
-            for context, dataset in training.subset_datasets(training.data_folder(params)).items():
-                mlflow.log_input(dataset, context=context)
-            trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
-            results = trainer.test(model, datamodule=datamodule, verbose=False)
-            training.log_classifier(model)
+            results = training.train_test_and_log(params, datamodule, model, trainer)
         run_seconds = time.perf_counter() - started
-        watch = next(c for c in trainer.callbacks if type(c).__name__ == "Stopwatch")
-        loops = watch.seconds["fit"] + watch.seconds["test"]
-        accuracy = results[0]["test_accuracy"]
+        loops = sum(training.loop_seconds(trainer).values())
+        accuracy = results["test_accuracy"]
 
         print(f"training+test loops:        {loops:6.1f} s")
         if not args.accurate:
