@@ -60,10 +60,11 @@ def execute(notebook: Path | str, output: Path | str, parameters: Mapping[str, A
 
     ``parameters`` go into the cell after the one tagged ``parameters``. The kernel runs
     with ``env`` (default: this process's environment) in ``cwd`` (default: the notebook's
-    folder); this process's own working folder is left alone. ``km``, a kernel manager whose kernel is already running, is used instead of a
-    new kernel and left running afterwards; ``preexec_fn`` runs in a new kernel's process
-    before it starts. A failing cell raises papermill's
-    ``PapermillExecutionError``; the executed copy is written either way.
+    folder); this process's own working folder is left alone. ``km``, a kernel manager
+    whose kernel is already running, is used instead of a new kernel and left running
+    afterwards; ``preexec_fn`` runs in a new kernel's process before it starts. A failing
+    cell raises papermill's ``PapermillExecutionError``; the executed copy is written
+    either way.
     """
     import nbformat
     import papermill
