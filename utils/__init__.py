@@ -8,14 +8,17 @@ from importlib import import_module
 
 from utils.env import check_environment, print_environment
 from utils.errors import CourseError
-from utils.tracking import TrackingServer, start_server, stop_all_servers, workspace_server
+from utils.tracking import (TrackingServer, start_server, stop_all_servers, tracking_server,
+                            workspace_server)
 from utils.workspace import Workspace, get_workspace, use_workspace
 
 # name -> module that defines it; imported on first use.
 _LAZY = {
     "predict_sentiment": "utils.training",
     "ensure_example_run": "utils.training",
+    "ensure_run": "utils.training",
     "release_memory": "utils.training",
+    "serve_model": "utils.serving",
 }
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "start_server",
     "stop_all_servers",
     "use_workspace",
+    "tracking_server",
     "workspace_server",
     *_LAZY,
 ]

@@ -7,17 +7,21 @@ Notebook 03 builds its run from these pieces, cell by cell:
 >>> model = make_model(params, datamodule)
 >>> trainer = make_trainer(params)
 
-and :func:`record_run` records a run the way notebook 03 does, cell by cell: the data
-subsets as inputs, autologging, ``trainer.finetune`` then ``trainer.test``, and the model
-logged with pinned requirements. :func:`ensure_example_run` uses it to give later notebooks
-a finished run without running notebook 03 first, and :func:`predict_sentiment` classifies
-reviews with a model loaded back from such a run.
+and :func:`record_run` records a run the way notebook 03 does, cell by cell: every
+parameter (:func:`loggable_params`), the data subsets as inputs, autologging,
+``trainer.finetune`` then ``trainer.test``, and the model logged with pinned requirements.
+:func:`ensure_run` reuses a run only when its logged parameters equal the ones asked for;
+:func:`ensure_example_run` gives later notebooks a run to look at without running notebook
+03 first; :func:`predict_sentiment` classifies reviews with a model loaded back from a run.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Iterable
@@ -64,6 +68,20 @@ STRATEGY_EXAMPLES = {
     "unfreeze_milestones": "('unfreeze_milestones', ((1, 2), 2)): unfreeze 2 layers at "
     "epoch 1 and all at epoch 2",
 }
+
+# What a run records about where it came from: the notebook whose code trains it (tools.batch
+# rerun executes that notebook again), the names of the parameters the course logged for it
+# (the rest are autologging's), and, for a re-run, the run it repeats.
+TRAINING_NOTEBOOK = "03_first_autologged_run.ipynb"
+NOTEBOOK_TAG = "course.notebook"
+PARAMETERS_TAG = "course.parameters"
+RERUN_TAG = "course.rerun_of"
+# The parameters that shape a run (experiment_name and run_name only say where it goes).
+PLACEMENT = ("experiment_name", "run_name")
+RUN_PARAMETERS = tuple(name for name in DEFAULTS if name not in PLACEMENT)
+# Set by the course's notebook runner and tests: no live progress widget, a line per epoch.
+HEADLESS_ENV = "COURSE_HEADLESS"
+
 
 # -- parameters ---------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -219,6 +237,74 @@ def validate_parameters(**parameters: Any) -> RunParameters:
     )
 
 
+def loggable_params(params: RunParameters) -> dict[str, str]:
+    """What ``mlflow.log_params`` records for a run: each parameter that shapes it, under the
+    name it has in notebook 03's parameters cell, as text.
+
+    The backbone is recorded by a name that means the same on any machine
+    (:func:`utils.backbone.portable_name`), never a path into this machine's site-packages;
+    a strategy with a value is recorded as its Python literal, ``('freeze_unfreeze', 1)``.
+    """
+    from utils.backbone import portable_name
+
+    values = {name: getattr(params, name) for name in RUN_PARAMETERS}
+    values["backbone"] = portable_name(params.backbone)
+    return {name: value if isinstance(value, str) else repr(value) if isinstance(value, tuple)
+            else str(value) for name, value in values.items()}
+
+
+def provenance_tags(params: RunParameters, notebook: str = TRAINING_NOTEBOOK) -> dict[str, str]:
+    """The tags that let ``python -m tools.batch rerun`` train a run again: the notebook that
+    trains it, the names of the parameters the course logged, and, for a local backbone
+    folder, where it lies on this machine."""
+    from utils.backbone import FOLDER_TAG, packaged_backbone
+
+    tags = {NOTEBOOK_TAG: notebook, PARAMETERS_TAG: ",".join(RUN_PARAMETERS)}
+    if os.path.isdir(params.backbone) and os.path.realpath(params.backbone) != str(packaged_backbone()):
+        tags[FOLDER_TAG] = os.path.realpath(params.backbone)
+    return tags
+
+
+def parameters_from_run(run) -> dict[str, Any]:
+    """The notebook parameters that train ``run`` (an MLflow Run made by the course) again.
+
+    The inverse of :func:`loggable_params`: every name listed in the run's
+    :data:`PARAMETERS_TAG`, read back as the value the parameters cell would hold (numbers
+    as numbers, a strategy with a value as a list, the packaged backbone as None), plus the
+    run's experiment and name. Raises :class:`CourseError` when the run was not made by the
+    course, or when this machine cannot give it the same backbone.
+    """
+    import mlflow
+
+    from utils.backbone import FOLDER_TAG, parameter_from_record
+
+    run_id = run.info.run_id
+    listed = run.data.tags.get(PARAMETERS_TAG, "")
+    if not run.data.tags.get(NOTEBOOK_TAG) or not listed:
+        raise CourseError(
+            f"Run {run_id} was not made by a course notebook (it has no tags {NOTEBOOK_TAG} and "
+            f"{PARAMETERS_TAG}), so its record does not say how to train it again."
+        )
+    names = [name for name in listed.split(",") if name]
+    missing = [name for name in names if name not in run.data.params]
+    if missing:
+        raise CourseError(f"Run {run_id} lists the parameters {', '.join(missing)} but never "
+                          "logged them: it did not finish recording, so it cannot be re-run.")
+    values: dict[str, Any] = {}
+    for name in names:
+        text = run.data.params[name]
+        if name == "backbone":
+            values[name] = parameter_from_record(text, run.data.tags.get(FOLDER_TAG))
+            continue
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # plain words: "freeze", "mean", "auto"
+        values[name] = list(value) if isinstance(value, tuple) else value
+    experiment = mlflow.MlflowClient().get_experiment(run.info.experiment_id)
+    return {"experiment_name": experiment.name, "run_name": run.info.run_name, **values}
+
+
 # -- the pieces of a run ------------------------------------------------------------------
 def data_folder(params: RunParameters):
     """Write the run's balanced, seeded data subset into the workspace; return its folder."""
@@ -233,7 +319,11 @@ def make_datamodule(params: RunParameters):
     import torch
     from flash.text import TextClassificationData
 
+    import datasets
+
     folder = data_folder(params)
+    # flash tokenizes with Hugging Face datasets, which draws a "Map:" bar per split.
+    datasets.disable_progress_bars()
     with warnings.catch_warnings():
         # flash 0.8.2 trips over its own deprecation of how it passes default transforms.
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*InputTransform.*")
@@ -259,6 +349,7 @@ def make_model(params: RunParameters, datamodule):
     import pytorch_lightning as pl
     from flash.text import TextClassifier
 
+    quiet_lightning()
     pl.seed_everything(params.seed, workers=True)
     common = {"labels": datamodule.labels, "max_length": params.max_length,
               "learning_rate": params.learning_rate}
@@ -331,28 +422,105 @@ def time_report(trainer, total_seconds: float) -> str:
             f"({rest / loops:.0%} on top of the loops)")
 
 
+def _progress_class():
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ProgressBarBase
+
+    class EpochProgress(ProgressBarBase):
+        """One progress bar for the whole training, and one line per epoch.
+
+        In JupyterLab the bar is a live widget (tqdm.auto with ipywidgets); headless runs
+        (``COURSE_HEADLESS`` set by the course's runner and tests) keep only the lines, which
+        read the same in an executed notebook. Validation and testing draw no bars.
+        """
+
+        def __init__(self, live: bool) -> None:
+            super().__init__()
+            self.live = live
+            self.enabled = True
+            self.bar = None
+            self._epoch_started = 0.0
+
+        def disable(self) -> None:
+            self.enabled = False
+
+        def enable(self) -> None:
+            self.enabled = True
+
+        def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
+            if self.enabled and self.live:
+                from tqdm.auto import tqdm
+
+                total = trainer.max_epochs * self.total_train_batches
+                self.bar = tqdm(total=total, desc="training", unit="step", dynamic_ncols=True)
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            self._epoch_started = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if self.bar is not None:
+                self.bar.update(1)
+                loss = trainer.callback_metrics.get("train_cross_entropy_step")
+                if loss is not None:
+                    self.bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            if not self.enabled:
+                return
+            metrics = trainer.callback_metrics
+            shown = [f"{label} {float(metrics[key]):.3f}" for key, label in (
+                ("train_cross_entropy_epoch", "training loss"), ("val_cross_entropy", "validation loss"),
+                ("val_accuracy", "validation accuracy")) if key in metrics]
+            line = (f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: "
+                    f"{self.total_train_batches} steps in {time.perf_counter() - self._epoch_started:.0f} s"
+                    + "".join(f", {part}" for part in shown))
+            (self.bar.write if self.bar is not None else print)(line)
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return EpochProgress
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's notices out of the notebook: the GPU/TPU/IPU/HPU banner, "Global seed
+    set", "`Trainer.fit` stopped". Its warnings still show."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.seed",
+                 "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def make_trainer(params: RunParameters):
     """A ``flash.Trainer`` for the run; ``params.accelerator`` is passed on unchanged.
 
-    MLflow records the run, so Lightning's own logger and checkpoint files are turned off
-    (they would otherwise fill a ``lightning_logs/`` folder beside the notebook). A
-    stopwatch callback times the training and test loops (see :func:`time_report`).
+    MLflow records the run, so Lightning's own logger, checkpoint files and printed model
+    summary are turned off (autologging writes the summary into the run). Training is
+    deterministic (``deterministic=True``, with the seed set in :func:`make_model`): the same
+    parameters on the same machine give the same metrics. A stopwatch callback times the
+    training and test loops (see :func:`time_report`), and the progress is one bar and a
+    line per epoch.
     """
     import flash
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     from utils.workspace import get_workspace
 
+    quiet_lightning()
+    live = not os.environ.get(HEADLESS_ENV) and "ipykernel" in sys.modules
     try:
         return flash.Trainer(
             max_epochs=params.max_epochs,
             accelerator=params.accelerator,
             logger=False,
             enable_checkpointing=False,
+            enable_model_summary=False,
+            deterministic=True,
             # The check runs two validation batches before training; our code is tested.
             num_sanity_val_steps=0,
             default_root_dir=str(get_workspace().path / "lightning"),
-            callbacks=[_stopwatch_class()()],
+            callbacks=[_stopwatch_class()(), _progress_class()(live)],
         )
     except MisconfigurationException as error:
         raise CourseError(
@@ -386,11 +554,11 @@ def subset_datasets(folder) -> dict:
 
 
 def log_classifier(model, name: str = "model"):
-    """``mlflow.pytorch.log_model`` as notebook 03 calls it: requirements pinned, no inference."""
-    import mlflow
+    """Log the classifier as notebook 03 does: both flavors (:mod:`utils.sentiment_model`),
+    requirements pinned, no inference."""
+    from utils import sentiment_model
 
-    return mlflow.pytorch.log_model(model, name=name, pip_requirements=pinned_requirements(),
-                                    serialization_format="pickle")
+    return sentiment_model.log_model(model, name=name, pip_requirements=pinned_requirements())
 
 
 def release_memory() -> None:
@@ -411,11 +579,13 @@ def release_memory() -> None:
 
 
 def train_test_and_log(params: RunParameters, datamodule, model, trainer) -> dict[str, float]:
-    """The body of notebook 03's run, inside the active MLflow run: the subset's three splits
-    as inputs, ``trainer.finetune`` then ``trainer.test``, and the model logged by
-    :func:`log_classifier`. Returns the test metrics."""
+    """The body of notebook 03's run, inside the active MLflow run: its parameters and
+    provenance tags, the subset's three splits as inputs, ``trainer.finetune`` then
+    ``trainer.test``, and the model logged by :func:`log_classifier`. Returns the test metrics."""
     import mlflow
 
+    mlflow.log_params(loggable_params(params))
+    mlflow.set_tags(provenance_tags(params))
     for context, dataset in subset_datasets(data_folder(params)).items():
         mlflow.log_input(dataset, context=context)
     trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
@@ -468,15 +638,10 @@ def logged_model_of_run(run_id: str, client=None):
     return ready[0] if ready else None
 
 
-def find_example_run(experiment_name: str = DEFAULTS["experiment_name"],
-                     run_name: str = DEFAULTS["run_name"]) -> str | None:
-    """The newest FINISHED run of that name in that experiment that logged a model."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
+def _finished_runs_named(experiment_name: str, run_name: str, client):
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
-        return None
+        return []
     by_name = "" if "'" in run_name else f"attributes.run_name = '{run_name}' and "
     runs = client.search_runs(
         [experiment.experiment_id],
@@ -484,90 +649,131 @@ def find_example_run(experiment_name: str = DEFAULTS["experiment_name"],
         order_by=["attributes.start_time DESC"],
         max_results=1000,
     )
-    for run in runs:
-        if run.info.run_name == run_name and logged_model_of_run(run.info.run_id, client) is not None:
+    return [run for run in runs if run.info.run_name == run_name]
+
+
+def find_example_run(experiment_name: str = DEFAULTS["experiment_name"],
+                     run_name: str = DEFAULTS["run_name"]) -> str | None:
+    """The newest FINISHED run of that name in that experiment that logged a model,
+    whatever its parameters."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for run in _finished_runs_named(experiment_name, run_name, client):
+        if logged_model_of_run(run.info.run_id, client) is not None:
             return run.info.run_id
     return None
 
 
-def ensure_example_run(experiment_name: str = DEFAULTS["experiment_name"],
-                       run_name: str = DEFAULTS["run_name"], **parameters: Any) -> str:
-    """The id of a finished run with a logged model, such as notebook 03 records; trains one
-    if there is none.
+def find_run(params: RunParameters) -> str | None:
+    """The newest FINISHED run named ``params.run_name`` in ``params.experiment_name`` that
+    logged a model and whose logged parameters equal :func:`loggable_params` of ``params``."""
+    import mlflow
 
-    Looks in the current tracking store (the course workspace unless the caller pointed
-    MLflow elsewhere) for the newest FINISHED run named ``run_name`` in
-    ``experiment_name`` that logged a model. When there is none it records one with
-    :func:`record_run`, notebook 03's code and defaults; ``parameters``
-    (``train_size=40``, ...) change them. An existing run is returned whatever sizes it
-    was trained with.
-    """
+    client = mlflow.MlflowClient()
+    wanted = loggable_params(params)
+    for run in _finished_runs_named(params.experiment_name, params.run_name, client):
+        logged = {name: run.data.params.get(name) for name in wanted}
+        if logged == wanted and logged_model_of_run(run.info.run_id, client) is not None:
+            return run.info.run_id
+    return None
+
+
+def _train_one(params: RunParameters, find, why: str) -> str:
+    """Train and record a run for ``params`` unless ``find()`` finds one; one process at a time."""
     import mlflow
 
     from utils.workspace import TRACKING_URI_ENV, get_workspace, use_workspace, workspace_lock
 
     if not os.environ.get(TRACKING_URI_ENV):  # mlflow.set_tracking_uri() sets it too
         use_workspace()
-    found = find_example_run(experiment_name, run_name)
+    found = find()
     if found:
         return found
-    params = validate_parameters(experiment_name=experiment_name, run_name=run_name, **parameters)
     if mlflow.active_run() is not None:
         raise CourseError(
             f"Run {mlflow.active_run().info.run_id} is still active; end it (mlflow.end_run()) "
-            "before asking for the example run."
+            "before training another."
         )
     with workspace_lock(get_workspace(), "example-run"):
-        found = find_example_run(experiment_name, run_name)  # another process may have won
+        found = find()  # another process may have trained it meanwhile
         if found:
             return found
-        experiment = mlflow.set_experiment(experiment_name)
-        print(f"No finished run {run_name!r} in experiment {experiment_name!r}: training one "
-              f"({params.train_size}/{params.val_size}/{params.test_size} reviews, "
-              f"{params.max_epochs} epoch(s)).")
+        experiment = mlflow.set_experiment(params.experiment_name)
+        print(f"{why}: training {params.run_name!r} ({params.train_size}/{params.val_size}/"
+              f"{params.test_size} reviews, {params.max_epochs} epoch(s)).")
         return record_run(params, experiment.experiment_id).info.run_id
+
+
+def ensure_run(experiment_name: str = DEFAULTS["experiment_name"],
+               run_name: str = DEFAULTS["run_name"], **parameters: Any) -> str:
+    """The id of a finished run with exactly these parameters; trains it if there is none.
+
+    ``parameters`` are notebook 03's (``train_size=400``, ``learning_rate=0.03`` ...); the
+    others take their defaults. A run is reused only when it has the same name and its
+    logged parameters (:func:`loggable_params`) equal the ones asked for; otherwise a new
+    one is trained with :func:`record_run`, notebook 03's code.
+    """
+    params = validate_parameters(experiment_name=experiment_name, run_name=run_name, **parameters)
+    return _train_one(params, lambda: find_run(params),
+                      f"No finished run {run_name!r} with these parameters in {experiment_name!r}")
+
+
+def ensure_example_run(experiment_name: str = DEFAULTS["experiment_name"],
+                       run_name: str = DEFAULTS["run_name"], **parameters: Any) -> str:
+    """The id of a run to look at, such as notebook 03 records; trains one if there is none.
+
+    Returns the newest FINISHED run named ``run_name`` in ``experiment_name`` that logged a
+    model, whatever its parameters: notebooks 04 and 05 study the reader's own run of
+    notebook 03. Without one, it trains one with :func:`ensure_run` (``parameters``, such as
+    ``train_size=40``, change notebook 03's defaults).
+    """
+    from utils.workspace import TRACKING_URI_ENV, use_workspace
+
+    if not os.environ.get(TRACKING_URI_ENV):  # mlflow.set_tracking_uri() sets it too
+        use_workspace()
+    params = validate_parameters(experiment_name=experiment_name, run_name=run_name, **parameters)
+    return _train_one(params, lambda: find_example_run(experiment_name, run_name),
+                      f"No finished run {run_name!r} in experiment {experiment_name!r}")
+
+
+def weights_digest(model) -> str:
+    """A short fingerprint of every weight of a model: equal digests, equal weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 # -- predictions ----------------------------------------------------------------------------
 def predict_sentiment(model, reviews: Iterable[str] | str, batch_size: int = 32) -> list[str]:
     """Classify reviews: ``"positive"`` or ``"negative"`` per review, in order.
 
-    ``model`` is the course's classifier, for example loaded back with
-    ``mlflow.pytorch.load_model("runs:/<run_id>/model")``. The reviews are tokenized as in
-    training (the tokenizer is saved inside the model) and classified ``batch_size`` at a
-    time, on the device the model is on. A single string is one review.
+    ``model`` is the course's classifier as a PyTorch module, for example loaded back with
+    ``mlflow.pytorch.load_model("runs:/<run_id>/model")``; it is what the model's
+    ``python_function`` flavor runs too (:func:`utils.sentiment_model.classify`). A single
+    string is one review.
     """
-    import torch
-    from flash.core.data.io.input import DataKeys
+    from utils.sentiment_model import classify, review_texts
 
     if isinstance(model, str):
         raise CourseError(
             f"predict_sentiment takes a model, not {model!r}: load it first, for example "
             "model = mlflow.pytorch.load_model(f'runs:/{run_id}/model')."
         )
-    labels = list(getattr(model, "hparams", {}).get("labels") or [])
-    collate = getattr(getattr(model, "adapter", None), "collate_fn", None)
-    if not labels or collate is None:
+    if not hasattr(getattr(model, "adapter", None), "collate_fn"):
         raise CourseError(f"{type(model).__name__} is not a text classifier trained by this course.")
-    reviews = [reviews] if isinstance(reviews, str) else list(reviews)
-    bad = [i for i, review in enumerate(reviews) if not isinstance(review, str)]
-    if bad:
-        raise CourseError(f"reviews must be strings; item {bad[0]} is {reviews[bad[0]]!r}.")
-    _whole("batch_size", batch_size, 1)
-    was_training = model.training
-    model.eval()
-    predictions: list[str] = []
+    from mlflow.exceptions import MlflowException
+
     try:
-        with torch.inference_mode():
-            for start in range(0, len(reviews), batch_size):
-                batch = collate([{DataKeys.INPUT: review} for review in reviews[start:start + batch_size]])
-                # flash's generic adapter (mean pooling) nests the tokens under INPUT; its
-                # Hugging Face adapter takes them at the top level.
-                logits = model(batch.get(DataKeys.INPUT, batch))
-                predictions += [labels[i] for i in logits.argmax(dim=-1).tolist()]
-    finally:
-        model.train(was_training)
-    return predictions
+        texts = review_texts(reviews)
+    except MlflowException as error:
+        raise CourseError(error.message) from None
+    _whole("batch_size", batch_size, 1)
+    return classify(model, texts, batch_size)[0]
 
 
 # -- logging the model without requirement inference -----------------------------------------
