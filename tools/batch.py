@@ -4,7 +4,8 @@
 from the command line and from a YAML file, a progress bar, an optional time limit per
 notebook, and a summary of what each notebook did: its status, its wall time and the
 MLflow runs it made. ``sweep`` runs the training notebook once per combination of a
-parameter grid, tags the runs it made and ranks them by a metric. ``make course`` calls
+parameter grid, tags the runs it made and ranks them by a metric. ``rerun RUN_ID`` trains a
+recorded run again from its record alone and compares the two. ``make course`` calls
 ``run``; ``python -m tools.batch run --help`` explains every option.
 
 Exit codes: 0 when every notebook succeeded, 1 when one failed or ran out of time,
@@ -844,6 +845,114 @@ def ranking_text(store: RunStore, run_ids: list[str], metric: str, descending: b
     return text
 
 
+# -- re-running a run from its record ---------------------------------------------------
+RERUN_LEAVES_OUT = "system/"  # metrics of the machine, not of the model
+
+
+def _masked(uri: str) -> str:
+    from utils.remote import mask_uri
+
+    return mask_uri(uri)
+
+
+def plan_rerun(run_id: str, store: RunStore, folder: Path):
+    """``(recorded run, notebook, parameters)`` to train ``run_id`` again, all checked first.
+
+    Every problem is one sentence (:class:`CourseError`): a run that is not in the store, a
+    run that no course notebook made, a notebook that is gone or no longer declares one of
+    the run's parameters, a backbone this machine cannot give.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from utils.training import NOTEBOOK_TAG, parameters_from_run
+
+    run_id = run_id.strip()
+    try:
+        recorded = store.client.get_run(run_id)
+    except MlflowException:
+        raise CourseError(
+            f"There is no run {run_id!r} in the tracking store {_masked(store.tracking_uri)}. "
+            "Copy the id from the run's page or from `mlflow runs describe`, and check that "
+            "MLFLOW_TRACKING_URI (or COURSE_WORKSPACE) names the store that holds it."
+        ) from None
+    parameters = parameters_from_run(recorded)
+    notebook = resolve_notebook(recorded.data.tags[NOTEBOOK_TAG], course_notebooks(folder),
+                                f"run {run_id} was made by a notebook that is gone")
+    declared = declared_parameters(notebook)
+    dropped = [name for name in parameters if name not in declared]
+    if dropped:
+        raise CourseError(
+            f"Run {run_id} was trained with the parameter(s) {', '.join(dropped)}, which "
+            f"{notebook.name} no longer declares, so today's notebook cannot train it the same way."
+        )
+    return recorded, notebook, parameters
+
+
+def comparison_text(old, new) -> str:
+    """Parameters and metrics of two runs side by side, with what differs."""
+    rows = []
+    for name in sorted(set(old.data.params) | set(new.data.params)):
+        before, after = old.data.params.get(name, "-"), new.data.params.get(name, "-")
+        rows.append([name, before, after, "same" if before == after else "DIFFERS"])
+    parts = [format_table(rows, ["parameter", "old run", "new run", ""])]
+    rows = []
+    for name in sorted(k for k in set(old.data.metrics) | set(new.data.metrics)
+                       if not k.startswith(RERUN_LEAVES_OUT)):
+        before, after = old.data.metrics.get(name), new.data.metrics.get(name)
+        if before is None or after is None:
+            rows.append([name, _number(before), _number(after), "DIFFERS"])
+            continue
+        same = round(before, 4) == round(after, 4)
+        rows.append([name, f"{before:.4f}", f"{after:.4f}", "same" if same else f"DIFFERS by {after - before:+.4f}"])
+    parts.append(format_table(rows, ["metric", "old run", "new run", "to 4 decimals"]))
+    differing = sum(row[-1] != "same" for row in rows)
+    parts.append(f"({RERUN_LEAVES_OUT}... metrics measure the machine, not the model: left out.) "
+                 + ("Every metric is the same to 4 decimals." if not differing
+                    else f"{differing} metric(s) differ."))
+    return "\n\n".join(parts)
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def command_rerun(args) -> int:
+    """``rerun``: train a recorded run again with its own parameters, then compare."""
+    from utils.training import RERUN_TAG
+
+    if args.timeout is not None and not args.timeout > 0:
+        raise CourseError(f"--timeout must be a number of seconds above 0; got {args.timeout:g}.")
+    folder = Path(args.notebooks_dir).expanduser().resolve()
+    store = RunStore(Workspace(workspace_path()).tracking_uri, folder)
+    recorded, notebook, parameters = plan_rerun(args.run_id, store, folder)
+    check_kernel(args.kernel)
+    run_id = recorded.info.run_id
+    options = Options(output=Path(args.output) / "reruns", kernel=args.kernel, timeout=args.timeout,
+                      html=args.html, progress=not args.no_progress, log_output=args.log_output)
+    options.output = prepare_output(options.output, [notebook])
+    job = Result(notebook=notebook, output=options.output / f"{run_id}.ipynb", parameters=parameters,
+                 label=f"rerun of {run_id}")
+    print(f"re-running run {run_id} ({recorded.info.run_name!r}) with {notebook.name} and the "
+          f"{len(parameters)} parameters it recorded")
+    completed = execute_all([job], options, fresh=False, what="run")
+    print()
+    print(summary_text([job], heading="run"))
+    runs = [store.client.get_run(new_id) for new_id in job.run_ids or []]
+    repeats = [run for run in runs if run.info.run_name == recorded.info.run_name
+               and run.info.experiment_id == recorded.info.experiment_id]
+    for run in repeats:
+        store.client.set_tag(run.info.run_id, RERUN_TAG, run_id)
+    if job.status == "ok" and not repeats:
+        print(f"error: {notebook.name} ran but made no run named {recorded.info.run_name!r}.",
+              file=sys.stderr)
+        return EXIT_FAILED
+    if repeats:
+        new = store.client.get_run(repeats[-1].info.run_id)
+        print(f"\nnew run {new.info.run_id}, tagged {RERUN_TAG}={run_id}:\n")
+        print(comparison_text(recorded, new))
+    return _exit_code([job], completed)
+
+
 # -- command line ------------------------------------------------------------------------
 PARAMETER_HELP = """\
 Parameters, later ones winning:
@@ -866,21 +975,22 @@ def _wrap(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m tools.batch`` command line."""
-    common = argparse.ArgumentParser(add_help=False)
+    execution = argparse.ArgumentParser(add_help=False)
+    execution.add_argument("--output", default=os.environ.get(OUTPUT_ENV) or DEFAULT_OUTPUT, metavar="DIR",
+                           help=f"where executed copies go (default: ${OUTPUT_ENV} or {DEFAULT_OUTPUT})")
+    execution.add_argument("--timeout", type=float, metavar="SECONDS",
+                           help="time limit per notebook (whole notebook, not per cell); default: none")
+    execution.add_argument("--html", action="store_true", help="also write each executed copy as HTML")
+    execution.add_argument("--notebooks-dir", default=str(repo_root() / "notebooks"), metavar="DIR",
+                           help="where the NN_name.ipynb notebooks are (default: the course's)")
+    execution.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
+    execution.add_argument("--no-progress", action="store_true",
+                           help="no progress bars (they are shown only on a terminal anyway)")
+    execution.add_argument("--log-output", action="store_true", help="print the notebooks' output as they run")
+    common = argparse.ArgumentParser(add_help=False, parents=[execution])
     common.add_argument("--params", metavar="FILE", help="YAML parameter file (default: $COURSE_PARAMS)")
     common.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("[NB:]NAME", "VALUE"),
                         help="set a parameter (see below); repeatable")
-    common.add_argument("--output", default=os.environ.get(OUTPUT_ENV) or DEFAULT_OUTPUT, metavar="DIR",
-                        help=f"where executed copies go (default: ${OUTPUT_ENV} or {DEFAULT_OUTPUT})")
-    common.add_argument("--timeout", type=float, metavar="SECONDS",
-                        help="time limit per notebook (whole notebook, not per cell); default: none")
-    common.add_argument("--html", action="store_true", help="also write each executed copy as HTML")
-    common.add_argument("--notebooks-dir", default=str(repo_root() / "notebooks"), metavar="DIR",
-                        help="where the NN_name.ipynb notebooks are (default: the course's)")
-    common.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
-    common.add_argument("--no-progress", action="store_true",
-                        help="no progress bars (they are shown only on a terminal anyway)")
-    common.add_argument("--log-output", action="store_true", help="print the notebooks' output as they run")
 
     parser = argparse.ArgumentParser(
         prog="python -m tools.batch",
@@ -930,6 +1040,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--notebook", default=SWEEP_NOTEBOOK,
                        help=f"the notebook to sweep (default: {SWEEP_NOTEBOOK})")
     sweep.set_defaults(handler=command_sweep)
+
+    rerun = commands.add_parser(
+        "rerun", parents=[execution], formatter_class=formatter,
+        help="train a recorded run again from its record, and compare the two",
+        description=_wrap("Read a run's parameters and the notebook that made it (its tag "
+                          "course.notebook) from the tracking store, execute that notebook again "
+                          "with exactly those parameters into the same experiment, tag the new run "
+                          "course.rerun_of=<RUN_ID>, and print both runs' parameters and metrics "
+                          "side by side. The store is the course workspace, or MLFLOW_TRACKING_URI."),
+        epilog="Example:\n  python -m tools.batch rerun 0123456789abcdef0123456789abcdef\n")
+    rerun.add_argument("run_id", metavar="RUN_ID", help="the 32-digit id of the run to train again")
+    rerun.set_defaults(handler=command_rerun)
     return parser
 
 
