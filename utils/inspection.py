@@ -124,33 +124,67 @@ def local_path(uri: str) -> Path:
     )
 
 
+def _draw(name: str, children, max_depth: int | None, sizes: bool) -> str:
+    """A ``tree``-like drawing. ``children(entry)`` lists an entry's ``(name, is_dir, size,
+    entry)`` tuples; ``None`` as the entry means the top."""
+    lines = [f"{name}/"]
+
+    def walk(entry, prefix: str, depth: int) -> None:
+        entries = sorted(children(entry), key=lambda e: (not e[1], e[0]))
+        for i, (child, is_dir, size, handle) in enumerate(entries):
+            last = i == len(entries) - 1
+            branch = "└── " if last else "├── "
+            if is_dir:
+                lines.append(f"{prefix}{branch}{child}/")
+                if max_depth is None or depth < max_depth:
+                    walk(handle, prefix + ("    " if last else "│   "), depth + 1)
+            else:
+                shown = f"  ({_human_size(size)})" if sizes and size is not None else ""
+                lines.append(f"{prefix}{branch}{child}{shown}")
+
+    walk(None, "", 1)
+    return "\n".join(lines)
+
+
 def folder_tree(path: str | os.PathLike, max_depth: int | None = None, sizes: bool = True) -> str:
-    """A text drawing of the files under ``path``, folders first, like the ``tree`` command."""
+    """A text drawing of the files under a local folder, folders first, like ``tree``."""
     root = Path(path)
     if not root.is_dir():
         raise CourseError(f"{root} is not a folder (does the run exist in this workspace?).")
-    lines = [f"{root.name}/"]
 
-    def walk(folder: Path, prefix: str, depth: int) -> None:
-        entries = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name))
-        for i, entry in enumerate(entries):
-            last = i == len(entries) - 1
-            branch = "└── " if last else "├── "
-            if entry.is_dir():
-                lines.append(f"{prefix}{branch}{entry.name}/")
-                if max_depth is None or depth < max_depth:
-                    walk(entry, prefix + ("    " if last else "│   "), depth + 1)
-            else:
-                size = f"  ({_human_size(entry.stat().st_size)})" if sizes else ""
-                lines.append(f"{prefix}{branch}{entry.name}{size}")
+    def children(entry):
+        folder = entry or root
+        return [(p.name, p.is_dir(), None if p.is_dir() else p.stat().st_size, p) for p in folder.iterdir()]
 
-    walk(root, "", 1)
-    return "\n".join(lines)
+    return _draw(root.name, children, max_depth, sizes)
 
 
 def print_tree(path: str | os.PathLike, max_depth: int | None = None, sizes: bool = True) -> None:
     """Print :func:`folder_tree`."""
     print(folder_tree(path, max_depth=max_depth, sizes=sizes))
+
+
+def artifact_tree(artifact_uri: str, max_depth: int | None = None, sizes: bool = True) -> str:
+    """A text drawing of the artifacts under ``artifact_uri``, asked of MLflow
+    (``mlflow.artifacts.list_artifacts``), so it works the same for a local store and a
+    tracking server that proxies its artifacts."""
+    import mlflow
+
+    base = artifact_uri.rstrip("/")
+
+    def children(entry):
+        uri = entry or base  # an entry is the URI of a folder below the top
+        listed = mlflow.artifacts.list_artifacts(artifact_uri=uri)
+        # Paths come back as "<last part of uri>/<name>": the name is their last part.
+        return [(name, info.is_dir, info.file_size, f"{uri}/{name}")
+                for info in listed for name in [info.path.rsplit("/", 1)[-1]]]
+
+    return _draw(base.rsplit("/", 1)[-1] or base, children, max_depth, sizes)
+
+
+def print_artifact_tree(artifact_uri: str, max_depth: int | None = None, sizes: bool = True) -> None:
+    """Print :func:`artifact_tree`."""
+    print(artifact_tree(artifact_uri, max_depth=max_depth, sizes=sizes))
 
 
 def _human_size(size: int) -> str:

@@ -137,6 +137,10 @@ class TrackingServer:
         self.ui_base: str | None = None
 
     # -- addresses ------------------------------------------------------------------
+    #: The login for plain HTTP requests: none, the course's servers of notebooks 01-06 are
+    #: open (notebook 02's server with users is a :class:`TrackingServer` too, with logins).
+    auth = None
+
     @property
     def url(self) -> str:
         """The server's base address, e.g. ``http://127.0.0.1:5000``."""
@@ -334,6 +338,61 @@ def workspace_server(port: int = 0, workspace: Workspace | None = None) -> Track
         server.ui_base = record.get("ui_base") or None
         return server
     return TrackingServer(workspace=workspace, port=port, record=True).start()
+
+
+class RemoteServer:
+    """The tracking server that ``MLFLOW_TRACKING_URI`` names: the team's, not the course's.
+
+    It has the addresses of :class:`TrackingServer` (``url``, ``run_url``...), and ``auth``,
+    the login for plain HTTP requests: ``(MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD)``
+    when both are set, else None. The course never starts or stops it: ``stop()`` does nothing.
+    """
+
+    shared_from = "MLFLOW_TRACKING_URI"
+    ui_base = None
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        username = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+        password = os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+        return (username, password) if username and password else None
+
+    @property
+    def is_running(self) -> bool:
+        return _answers_health(self.url)
+
+    experiment_url = TrackingServer.experiment_url
+    run_url = TrackingServer.run_url
+
+    def stop(self) -> None:
+        """Nothing to do: the server belongs to whoever runs it."""
+
+    def __repr__(self) -> str:
+        login = f", as {self.auth[0]!r}" if self.auth else ""
+        return f"<RemoteServer {self.url} (MLFLOW_TRACKING_URI{login})>"
+
+
+def tracking_server(port: int = 0) -> TrackingServer | RemoteServer | None:
+    """The tracking server in effect, for the command line, REST requests and the UI.
+
+    When MLflow's tracking URI names a server (``http://...``, the reader's
+    ``MLFLOW_TRACKING_URI``), that server: nothing is started. When it is Databricks, None,
+    after saying that the cells which need a plain MLflow server are skipped. Otherwise the
+    course workspace's server (:func:`workspace_server`), started on ``port`` if none runs.
+    """
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return RemoteServer(uri)
+    if uri.startswith("databricks"):
+        print(f"The tracking URI is {uri!r}: Databricks has no plain MLflow server to send "
+              "REST requests to or to open here, so the cells that need one say so and skip.")
+        return None
+    return workspace_server(port=port)
 
 
 def _answers_health(url: str) -> bool:
