@@ -18,6 +18,7 @@ import tempfile
 
 import pytest
 
+from utils.training import HEADLESS_ENV
 from utils.workspace import PROCESS_VARIABLES
 
 _current_notebook = None
@@ -34,6 +35,7 @@ def pytest_runtest_setup(item):
     _current_notebook = notebook
     _workspace = _workspace or tempfile.mkdtemp(prefix="course-ws-nbval-")
     os.environ["COURSE_WORKSPACE"] = _workspace
+    os.environ[HEADLESS_ENV] = "1"  # no live progress widgets in a kernel nobody watches
     # Earlier tests may have exported MLFLOW_TRACKING_URI (mlflow.set_tracking_uri does).
     for key in PROCESS_VARIABLES:
         os.environ.pop(key, None)

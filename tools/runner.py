@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from utils.training import HEADLESS_ENV
 from utils.workspace import PROCESS_VARIABLES, WORKSPACE_ENV
 
 
@@ -36,7 +37,8 @@ def kernel_manager_class(env: Mapping[str, str], cwd: Path, kernel_log: Path | N
 
     class CourseKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kwargs):
-            kwargs.setdefault("env", dict(env))
+            # Headless: no live progress widgets, which nobody would see (utils.training).
+            kwargs.setdefault("env", {**env, HEADLESS_ENV: "1"})
             kwargs.setdefault("cwd", str(cwd))
             if preexec_fn is not None:
                 kwargs.setdefault("preexec_fn", preexec_fn)
