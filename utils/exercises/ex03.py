@@ -1,0 +1,179 @@
+"""Exercises of notebook 03: a note on a finished run, and a second run to compare."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from utils.exercises import Exercise, Incorrect
+
+
+def _client():
+    import mlflow
+
+    return mlflow.MlflowClient()
+
+
+def _find_run(run_id: Any, what: str):
+    """The run ``run_id`` names in the store in effect, or Incorrect saying what is wrong."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise Incorrect(f"{what} should be a run id, a string of 32 hexadecimal digits such as "
+                        f"`run.info.run_id`; it is {run_id!r}.")
+    try:
+        return _client().get_run(run_id.strip())
+    except MlflowException:
+        raise Incorrect(f"There is no run {run_id!r} in this tracking store: {what} should be the "
+                        "id of a run of this notebook's experiment.") from None
+
+
+# -- 03.1 a note on the run -------------------------------------------------------------
+def _stray_runs(experiment_id: str, after: int, apart_from: str) -> list:
+    """Runs of the experiment that started after ``after`` (ms) and carry a tag ``note``."""
+    runs = _client().search_runs([experiment_id], filter_string=f"attributes.start_time > {after}",
+                                 max_results=50)
+    return [r for r in runs if r.info.run_id != apart_from and "note" in r.data.tags]
+
+
+def _check_note(answers: dict, namespace: dict) -> str:
+    import mlflow
+
+    trained = namespace.get("run")
+    params = namespace.get("params")
+    if trained is None or params is None:
+        raise Incorrect("The notebook's `run` and `params` are not defined: run the notebook's "
+                        "cells from the top first, then the exercise.")
+    noted = _find_run(answers["noted_run_id"], "`noted_run_id`")
+    run_id = trained.info.run_id
+    wanted = params.train_size * params.max_epochs
+    if noted.info.run_id != run_id:
+        raise Incorrect(f"`noted_run_id` is the run {noted.info.run_name!r} ({noted.info.run_id}), "
+                        f"not the run `run` of this notebook ({run_id}): tag that one.")
+    record = noted.data
+    if "note" not in record.tags:
+        strays = _stray_runs(trained.info.experiment_id, trained.info.start_time, run_id)
+        stray_text = ""
+        if strays:
+            stray_text = (f" Your tag went to another run, {strays[0].info.run_id}: outside a "
+                          "`with mlflow.start_run(run_id=...)` block, `mlflow.set_tag` started a "
+                          "new run and tagged that one.")
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id in {r.info.run_id for r in strays}:
+                mlflow.end_run()  # so that the notebook's next cells are not logged into it
+                stray_text += " (The check ended that stray run, which was still active.)"
+        raise Incorrect(f"Your run has no tag `note`.{stray_text} Reopen the run with "
+                        "`with mlflow.start_run(run_id=run.info.run_id):` and call "
+                        "`mlflow.set_tag` inside the block, or use "
+                        "`client.set_tag(run.info.run_id, ...)`.")
+    if not str(record.tags["note"]).strip():
+        raise Incorrect("Your tag `note` is empty: give it some text of yours.")
+    if "reviews_seen" not in record.metrics:
+        near = [key for key in record.metrics if "review" in key.lower() or "seen" in key.lower()]
+        named = f" (there is {', '.join(f'`{k}`' for k in near)}: the name must be exactly `reviews_seen`)" if near else ""
+        raise Incorrect(f"The tag is there, but the run has no metric `reviews_seen`{named}. "
+                        "Log it with `mlflow.log_metric` (inside the `with` block) or "
+                        "`client.log_metric(run.info.run_id, ...)`.")
+    if record.metrics["reviews_seen"] != wanted:
+        raise Incorrect(f"`reviews_seen` is {record.metrics['reviews_seen']:g}, but the run trained on "
+                        f"{params.train_size} reviews for {params.max_epochs} epoch(s): {wanted}. "
+                        "Log the new value again: a metric keeps every value, and the latest one counts.")
+    return (f"run {run_id} has the tag note={record.tags['note']!r} and the metric "
+            f"reviews_seen={wanted:g}; a finished run takes more records whenever you reopen it.")
+
+
+q1 = Exercise(
+    key="03.1",
+    title="a note on your run",
+    answers=("noted_run_id",),
+    check=_check_note,
+    hint=(
+        "`mlflow.set_tag(key, value)` and `mlflow.log_metric(key, value)` write to the active "
+        "run; `with mlflow.start_run(run_id=run.info.run_id):` makes the finished run active "
+        "again for the block. Or write to the run by its id with the client: "
+        "`client.set_tag(run.info.run_id, key, value)`, `client.log_metric(...)`."
+    ),
+    solution='''\
+client.set_tag(run.info.run_id, "note", "my first autologged run")
+client.log_metric(run.info.run_id, "reviews_seen", params.train_size * params.max_epochs)
+noted_run_id = run.info.run_id''',
+    mistake='''\
+mlflow.set_tag("note", "my first autologged run")  # no active run: MLflow starts a new one
+mlflow.log_metric("reviews_seen", params.train_size * params.max_epochs)
+noted_run_id = run.info.run_id''',
+)
+
+
+# -- 03.2 pooling compared --------------------------------------------------------------
+def _check_comparison(answers: dict, namespace: dict) -> str:
+    import pandas as pd
+
+    if namespace.get("run") is None:
+        raise Incorrect("The notebook's `run` is not defined: run the notebook's cells from the "
+                        "top first, then the exercise.")
+    trained = _client().get_run(namespace["run"].info.run_id)  # as recorded, with its metrics
+    other = _find_run(answers["pooler_run_id"], "`pooler_run_id`")
+    if other.info.run_id == trained.info.run_id:
+        raise Incorrect("`pooler_run_id` is the notebook's own run `run`: train a second run "
+                        "with `utils.ensure_run(..., pooling=\"pooler\")` and take its id.")
+    if other.info.experiment_id != trained.info.experiment_id:
+        raise Incorrect(f"Run {other.info.run_id} is in another experiment: pass "
+                        "`experiment_name=params.experiment_name` so that both runs are in one.")
+    pooling = other.data.params.get("pooling")
+    if pooling != "pooler":
+        raise Incorrect(f"Your new run has pooling={pooling!r}, the same as `run`: it compares "
+                        "nothing. Pass `pooling=\"pooler\"` to `utils.ensure_run`.")
+    if other.info.status != "FINISHED" or "test_accuracy" not in other.data.metrics:
+        raise Incorrect(f"Run {other.info.run_id} is {other.info.status} and has no test_accuracy: "
+                        "let it finish (utils.ensure_run trains and tests it).")
+    table = answers["comparison"]
+    if not isinstance(table, pd.DataFrame):
+        raise Incorrect(f"`comparison` should be the DataFrame that `mlflow.search_runs` returns; "
+                        f"it is a {type(table).__name__}.")
+    if "run_id" not in table.columns:
+        raise Incorrect("`comparison` has no `run_id` column: take the DataFrame of "
+                        "`mlflow.search_runs(...)` as it comes.")
+    listed = set(table["run_id"])
+    wanted = {trained.info.run_id, other.info.run_id}
+    if not wanted <= listed:
+        missing = ", ".join(sorted(wanted - listed))
+        raise Incorrect(f"`comparison` lacks run(s) {missing}. Filter on both ids: "
+                        "`filter_string=f\"attributes.run_id IN ('{run.info.run_id}', '{pooler_run_id}')\"`.")
+    for column in ("params.pooling", "metrics.test_accuracy"):
+        if column not in table.columns:
+            raise Incorrect(f"`comparison` has no column {column!r}: ask `mlflow.search_runs` "
+                            "for the runs of the experiment, which gives every parameter and metric.")
+    mean = trained.data.metrics.get("test_accuracy", float("nan"))
+    pooler = other.data.metrics["test_accuracy"]
+    better = "the average of the token vectors" if mean >= pooler else "the pooler output, this time"
+    return (f"test accuracy {trained.data.params.get('pooling')!r} {mean:.3f} against 'pooler' "
+            f"{pooler:.3f}: {better} wins.")
+
+
+q2 = Exercise(
+    key="03.2",
+    title="pooling, compared",
+    answers=("pooler_run_id", "comparison"),
+    check=_check_comparison,
+    hint=(
+        "`utils.ensure_run(experiment_name=params.experiment_name, run_name=\"pooler\", "
+        "pooling=\"pooler\", train_size=200, val_size=50, test_size=50)` returns the id of the "
+        "new run. `mlflow.search_runs(experiment_names=[params.experiment_name], "
+        "filter_string=...)` returns a DataFrame with a row per run and columns `params.*` and "
+        "`metrics.*`."
+    ),
+    solution='''\
+pooler_run_id = utils.ensure_run(
+    experiment_name=params.experiment_name, run_name="pooler", pooling="pooler",
+    train_size=200, val_size=50, test_size=50)
+comparison = mlflow.search_runs(
+    experiment_names=[params.experiment_name],
+    filter_string=f"attributes.run_id IN ('{run.info.run_id}', '{pooler_run_id}')")
+comparison[["tags.mlflow.runName", "params.pooling", "metrics.test_accuracy"]]''',
+    mistake='''\
+pooler_run_id = utils.ensure_run(  # pooling left at its default, "mean"
+    experiment_name=params.experiment_name, run_name="pooler",
+    train_size=200, val_size=50, test_size=50)
+comparison = mlflow.search_runs(
+    experiment_names=[params.experiment_name],
+    filter_string=f"attributes.run_id IN ('{run.info.run_id}', '{pooler_run_id}')")''',
+)
