@@ -1,8 +1,8 @@
 """The exercise framework (``utils.exercises``) and its tool (``python -m tools.exercises``).
 
-The tool's tests use the fixture notebook ``tests/fixtures/notebooks/92_exercises.ipynb``
-and its exercises ``tests/fixtures/ex92.py``; the last test executes that notebook in a real
-kernel at its defaults, solved and with the typical mistakes.
+The tool's tests use the fixture notebook ``tests/fixtures/exercises/92_exercises.ipynb`` and
+its exercises, ``tests/fixtures/exercises/ex92.py``; the last test executes that notebook in a
+real kernel at its defaults, solved and with the typical mistakes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from utils.exercises import (CORRECT, GENERIC_FAILURE, INCORRECT, NOT_ATTEMPTED,
 from utils.workspace import repo_root
 
 ROOT = repo_root()
-FIXTURE = ROOT / "tests" / "fixtures" / "notebooks" / "92_exercises.ipynb"
+FIXTURE = ROOT / "tests" / "fixtures" / "exercises" / "92_exercises.ipynb"
 
 
 def _is_three(answers, namespace):
@@ -139,7 +139,7 @@ def _exercise_indices():
 
 @pytest.mark.parametrize("wrong", [False, True], ids=["solve", "wrong"])
 def test_solve_replaces_exactly_the_exercise_cells(tmp_path, capsys, wrong):
-    from tests.fixtures import ex92
+    from tests.fixtures.exercises import ex92
 
     out = tmp_path / "copy.ipynb"
     assert tool.main(["solve", str(FIXTURE), str(out)] + (["--wrong"] if wrong else [])) == 0
@@ -245,7 +245,7 @@ def test_the_fixture_notebook_checks_what_the_kernel_made(tmp_path, mode, status
     if mode != "defaults":
         notebook = tmp_path / FIXTURE.name
         assert tool.main(["solve", str(FIXTURE), str(notebook)] + (["--wrong"] if mode == "wrong" else [])) == 0
-    # The kernel imports the fixture's exercises from the repository (tests.fixtures.ex92).
+    # The kernel imports the fixture's exercises from the repository (tests.fixtures.exercises.ex92).
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     executed = execute(notebook, tmp_path / "executed.ipynb", cwd=tmp_path,
                        env=course_env(tmp_path / "workspace", PYTHONPATH=path))
