@@ -13,6 +13,7 @@ import nbformat
 import pytest
 
 from tests.notebook_runner import course_env, execute
+from tools.runner import kernel_manager_class
 from tools import exercises as tool
 from utils.exercises import (CORRECT, GENERIC_FAILURE, INCORRECT, NOT_ATTEMPTED, Exercise,
                              Incorrect, Verdict)
@@ -238,21 +239,35 @@ def _stdout(cell) -> str:
     return "".join(out.get("text", "") for out in cell.outputs if out.get("name") == "stdout")
 
 
-@pytest.mark.parametrize("mode,status", [("defaults", NOT_ATTEMPTED), ("solved", CORRECT),
-                                         ("wrong", INCORRECT)])
-def test_the_fixture_notebook_checks_what_the_kernel_made(tmp_path, mode, status):
-    notebook = FIXTURE
-    if mode != "defaults":
-        notebook = tmp_path / FIXTURE.name
-        assert tool.main(["solve", str(FIXTURE), str(notebook)] + (["--wrong"] if mode == "wrong" else [])) == 0
-    # The kernel imports the fixture's exercises from the repository (tests.fixtures.exercises.ex92).
+def test_the_fixture_notebook_checks_what_the_kernel_made(tmp_path):
+    """As a learner goes: the notebook untouched, then solved, then with the typical mistakes,
+    in one kernel and one new workspace (one kernel start, not three, for the fast tier)."""
+    import asyncio
+
+    # The kernel imports the fixture's exercises from the repository (tests.fixtures.exercises).
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    executed = execute(notebook, tmp_path / "executed.ipynb", cwd=tmp_path,
-                       env=course_env(tmp_path / "workspace", PYTHONPATH=path))
+    env = course_env(tmp_path / "workspace", PYTHONPATH=path)
+    kernel = kernel_manager_class(env, tmp_path)(kernel_name="python3")
+    asyncio.run(kernel.start_kernel())
+    try:
+        for mode, status in (("defaults", NOT_ATTEMPTED), ("solved", CORRECT), ("wrong", INCORRECT)):
+            notebook = FIXTURE
+            if mode != "defaults":
+                notebook = tmp_path / f"{mode}.ipynb"
+                flags = ["--wrong"] if mode == "wrong" else []
+                assert tool.main(["solve", str(FIXTURE), str(notebook), *flags]) == 0
+            executed = execute(notebook, tmp_path / "executed" / f"{mode}.ipynb", env=env,
+                               cwd=tmp_path, km=kernel)
+            _assert_verdicts(executed, mode, status)
+    finally:
+        asyncio.run(kernel.shutdown_kernel(now=True))
+
+
+def _assert_verdicts(executed, mode, status):
     verdicts = [_stdout(executed.cells[index + 1]) for index in _exercise_indices()]
     assert len(verdicts) == 2
     for verdict in verdicts:
-        assert verdict.startswith(f"{status}: ") and verdict.count("\n") == 1, verdicts
+        assert verdict.startswith(f"{status}: ") and verdict.count("\n") == 1, (mode, verdicts)
         assert GENERIC_FAILURE not in verdict
     if mode == "wrong":  # each typical mistake has its own message
         assert "a parameter `note`, not a tag" in verdicts[0]

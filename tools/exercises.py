@@ -159,17 +159,17 @@ def exercise_cells(notebook, name: str) -> list[ExerciseCell]:
     for index, cell in enumerate(cells):
         if EXERCISE_TAG not in cell.get("metadata", {}).get("tags", []):
             continue
-        where = f"{name}, {_label(cells, index)}"
+        where = f"{name}: the exercise {_label(cells, index)}"
         if cell.cell_type != "code":
-            raise CourseError(f"{where} is tagged `{EXERCISE_TAG}` but is not a code cell; "
-                              "tag the code cell the learner fills in.")
+            raise CourseError(f"{name}: {_label(cells, index)} is tagged `{EXERCISE_TAG}` but is "
+                              "not a code cell; tag the code cell the learner fills in.")
         following = next((i for i in range(index + 1, len(cells)) if cells[i].cell_type == "code"), None)
         calls = []
         if following is not None:
             calls = check_calls(parse_cell(cells[following].source, f"{name}, {_label(cells, following)}"))
         if not calls or EXERCISE_TAG in cells[following].get("metadata", {}).get("tags", []):
-            raise CourseError(f"The exercise {where} has no check after it: the next code cell "
-                              "must call its exercise's check, like `ex01.q1.check()`.")
+            raise CourseError(f"{where} has no check after it: the next code cell must call "
+                              "its exercise's check, like `ex01.q1.check()`.")
         if len(calls) > 1:
             raise CourseError(f"{name}, {_label(cells, following)} checks {len(calls)} exercises; "
                               "a check cell checks the one exercise cell before it.")
@@ -183,8 +183,9 @@ def exercise_cells(notebook, name: str) -> list[ExerciseCell]:
         missing = [answer for answer in exercise.answers if answer not in assigned_names(tree)]
         if missing:
             names = ", ".join(f"`{answer}`" for answer in missing)
-            raise CourseError(f"Exercise {exercise.key} is answered by {names}, but the exercise "
-                              f"{where} does not assign it: set each answer to `...` there.")
+            raise CourseError(f"{name}: exercise {exercise.key} is answered by {names}, but "
+                              f"the exercise {_label(cells, index)} does not assign it; set "
+                              "each answer to `...` there.")
         parse_cell(exercise.mistake, f"The mistake of exercise {exercise.key}")
         solution = parse_cell(exercise.solution_code, f"The solution of exercise {exercise.key}")
         unset = [answer for answer in exercise.answers if answer not in assigned_names(solution)]
