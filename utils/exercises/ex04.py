@@ -1,0 +1,192 @@
+"""Exercises of notebook 04: the best run, a metric's history over REST, the parameters that
+differ between two runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from utils.exercises import Exercise, Incorrect
+
+HISTORY_METRIC = "system/cpu_utilization_percentage"
+
+
+def _client():
+    import mlflow
+
+    return mlflow.MlflowClient()
+
+
+def _run(run_id: Any, what: str):
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(run_id, str):
+        kind = type(run_id).__name__
+        extra = " Take one id out of it, e.g. `.run_id.iloc[0]`." if kind in ("DataFrame", "Series") else ""
+        raise Incorrect(f"{what} should be a run id (a string of 32 hexadecimal digits); it is a {kind}.{extra}")
+    try:
+        return _client().get_run(run_id.strip())
+    except MlflowException:
+        raise Incorrect(f"There is no run {run_id!r} in this tracking store.") from None
+
+
+# -- 04.1 the best run ------------------------------------------------------------------
+def _check_best(answers: dict, namespace: dict) -> str:
+    name = namespace.get("experiment_name")
+    experiment = _client().get_experiment_by_name(name) if isinstance(name, str) else None
+    if experiment is None:
+        raise Incorrect("The notebook's `experiment_name` names no experiment here: run the "
+                        "notebook's cells from the top first.")
+    chosen = _run(answers["best_run_id"], "`best_run_id`")
+    finished = [r for r in _client().search_runs([experiment.experiment_id],
+                                                 filter_string="attributes.status = 'FINISHED'",
+                                                 max_results=5000)
+                if "val_accuracy" in r.data.metrics]
+    if not finished:
+        raise Incorrect(f"No finished run of {name!r} has a val_accuracy yet: run the comparison cells first.")
+    scores = {r.info.run_id: r.data.metrics["val_accuracy"] for r in finished}
+    best, worst = max(scores.values()), min(scores.values())
+    if chosen.info.experiment_id != experiment.experiment_id:
+        raise Incorrect(f"Run {chosen.info.run_id} is in another experiment: search "
+                        f"`experiment_names=[experiment_name]`.")
+    if chosen.info.status != "FINISHED":
+        raise Incorrect(f"Run {chosen.info.run_id} is {chosen.info.status}, not FINISHED: filter with "
+                        "`filter_string=\"attributes.status = 'FINISHED'\"`.")
+    value = chosen.data.metrics.get("val_accuracy")
+    if value is None:
+        raise Incorrect(f"Run {chosen.info.run_name!r} has no val_accuracy at all.")
+    if value == best:
+        return (f"run {chosen.info.run_name!r} ({chosen.info.run_id}) has the highest val_accuracy "
+                f"of the experiment's {len(finished)} finished runs, {best:.3f}.")
+    if value == worst:
+        raise Incorrect(f"Run {chosen.info.run_name!r} has the LOWEST val_accuracy ({value:.3f}; the "
+                        f"best is {best:.3f}): `order_by` sorts in ascending order unless you add "
+                        "DESC, as in `order_by=[\"metrics.val_accuracy DESC\"]`.")
+    raise Incorrect(f"Run {chosen.info.run_name!r} has val_accuracy {value:.3f}, but the best finished "
+                    f"run has {best:.3f}. Sort the whole experiment with `order_by=[\"metrics.val_accuracy "
+                    "DESC\"]` and take the first row.")
+
+
+q1 = Exercise(
+    key="04.1",
+    title="the best run",
+    answers=("best_run_id",),
+    check=_check_best,
+    hint=(
+        "`mlflow.search_runs(experiment_names=[experiment_name], filter_string=..., "
+        "order_by=[...])` returns a DataFrame, one row per run, in the order you ask for; "
+        "`\"metrics.val_accuracy DESC\"` puts the highest first, and `.run_id.iloc[0]` is the "
+        "first row's id."
+    ),
+    solution='''\
+best = mlflow.search_runs(experiment_names=[experiment_name],
+                          filter_string="attributes.status = 'FINISHED'",
+                          order_by=["metrics.val_accuracy DESC"], max_results=1)
+best_run_id = best.run_id.iloc[0]''',
+    mistake='''\
+best = mlflow.search_runs(experiment_names=[experiment_name],
+                          filter_string="attributes.status = 'FINISHED'",
+                          order_by=["metrics.val_accuracy"], max_results=1)  # ascending: the lowest first
+best_run_id = best.run_id.iloc[0]''',
+)
+
+
+# -- 04.2 a metric's history over REST ------------------------------------------------------
+def _check_history(answers: dict, namespace: dict) -> str:
+    run_id = namespace.get("run_id")
+    if not isinstance(run_id, str):
+        raise Incorrect("The notebook's `run_id` is not defined: run its cells from the top first.")
+    history = sorted(_client().get_metric_history(run_id, HISTORY_METRIC),
+                     key=lambda m: (m.step, m.timestamp))
+    wanted = [m.value for m in history]
+    given = answers["cpu_history"]
+    if isinstance(given, dict):
+        raise Incorrect("`cpu_history` is the whole JSON answer: take its `metrics` list, and "
+                        "from each entry its `value`.")
+    try:
+        values = [float(v["value"]) if isinstance(v, dict) else float(v) for v in given]
+    except (TypeError, ValueError, KeyError):
+        raise Incorrect("`cpu_history` should be a list of numbers, the `value` of each entry of "
+                        "the answer's `metrics` list.") from None
+    if values == wanted:
+        return (f"{len(values)} values of {HISTORY_METRIC}, from step {history[0].step} to "
+                f"{history[-1].step}: the REST API and `client.get_metric_history` agree.")
+    if len(values) == 1 and len(wanted) > 1 and values[0] == wanted[-1]:
+        raise Incorrect(f"That is the metric's latest value only: `runs/get` gives one value per "
+                        f"metric, and the history has {len(wanted)}. Ask "
+                        "`GET /api/2.0/mlflow/metrics/get-history` with `run_id` and `metric_key`.")
+    if sorted(values) == sorted(wanted):
+        raise Incorrect("These are the right values in the wrong order: sort the entries by "
+                        "their `step` first.")
+    raise Incorrect(f"These {len(values)} values are not the history of {HISTORY_METRIC} of run "
+                    f"{run_id} ({len(wanted)} values): check `metric_key` and `run_id`.")
+
+
+q2 = Exercise(
+    key="04.2",
+    title="a metric's history over REST",
+    answers=("cpu_history",),
+    check=_check_history,
+    hint=(
+        f"`requests.get(f\"{{api}}/metrics/get-history\", params={{\"run_id\": run_id, "
+        f"\"metric_key\": \"{HISTORY_METRIC}\"}}, auth=server.auth)`; the answer's JSON has a "
+        "list `metrics` whose entries have `step` and `value`."
+    ),
+    solution=f'''\
+answer = requests.get(f"{{api}}/metrics/get-history", auth=server.auth, timeout=30,
+                      params={{"run_id": run_id, "metric_key": "{HISTORY_METRIC}"}})
+answer.raise_for_status()
+cpu_history = [m["value"] for m in sorted(answer.json()["metrics"], key=lambda m: m["step"])]''',
+    mistake=f'''\
+answer = requests.get(f"{{api}}/runs/get", params={{"run_id": run_id}}, auth=server.auth, timeout=30)
+cpu_history = [m["value"] for m in answer.json()["run"]["data"]["metrics"]
+                if m["key"] == "{HISTORY_METRIC}"]  # the latest value only''',
+)
+
+
+# -- 04.3 the parameters that differ ---------------------------------------------------------
+def _check_differing(answers: dict, namespace: dict) -> str:
+    compared = namespace.get("compared")
+    if not isinstance(compared, list) or len(compared) < 2:
+        raise Incorrect("The notebook's `compared` (the ids of the comparison runs) is not "
+                        "defined: run the comparison cells first.")
+    first, second = (_client().get_run(run_id).data.params for run_id in compared[:2])
+    wanted = {name for name in set(first) | set(second) if first.get(name) != second.get(name)}
+    given = answers["differing_params"]
+    if isinstance(given, str) or not hasattr(given, "__iter__"):
+        raise Incorrect(f"`differing_params` should be a set of parameter names, like "
+                        f"{{'a', 'b'}}; it is {given!r}.")
+    names = {str(name).removeprefix("params.") for name in given}
+    if names == wanted:
+        return (f"{', '.join(sorted(wanted))}: the learning rate, once as the parameters cell "
+                "calls it and once as autologging read it from the optimizer.")
+    extra, missing = names - wanted, wanted - names
+    if missing == {"lr"} and not extra:
+        raise Incorrect("Also `lr`: autologging records the optimizer's learning rate under its own "
+                        "name, beside ours. Compare every parameter of both runs, not only the "
+                        "parameters cell's.")
+    if extra and not missing:
+        raise Incorrect(f"{', '.join(sorted(extra))} have the same value in both runs: keep only "
+                        "the names whose values differ.")
+    raise Incorrect(f"The parameters whose values differ are not {sorted(names)}: compare "
+                    "`first[name] != second[name]` for every name of both dictionaries.")
+
+
+q3 = Exercise(
+    key="04.3",
+    title="what tells the two runs apart",
+    answers=("differing_params",),
+    check=_check_differing,
+    hint=(
+        "`first = mlflow.get_run(compared[0]).data.params` is a dictionary of name to text; "
+        "the names are `set(first) | set(second)`, and a name differs when "
+        "`first.get(name) != second.get(name)`."
+    ),
+    solution='''\
+first, second = (mlflow.get_run(run_id).data.params for run_id in compared[:2])
+differing_params = {name for name in set(first) | set(second) if first.get(name) != second.get(name)}''',
+    mistake='''\
+from utils.training import RUN_PARAMETERS  # the parameters cell's names, and no others
+
+first, second = (mlflow.get_run(run_id).data.params for run_id in compared[:2])
+differing_params = {name for name in RUN_PARAMETERS if first[name] != second[name]}''',
+)
