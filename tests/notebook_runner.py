@@ -15,6 +15,13 @@ from utils.workspace import PROCESS_VARIABLES, TRACKING_URI_ENV, repo_root, use_
 NOTEBOOKS = repo_root() / "notebooks"
 
 
+def executed_course() -> Path:
+    """Where ``make course`` wrote the executed notebooks: ``$COURSE_OUTPUT`` or build/executed."""
+    configured = os.environ.get("COURSE_OUTPUT", "").strip()
+    path = Path(configured) if configured else repo_root() / "build" / "executed"
+    return path if path.is_absolute() else repo_root() / path
+
+
 def course_environment(workspace: Path):
     """``COURSE_WORKSPACE=workspace`` and none of ``PROCESS_VARIABLES`` inside the block.
 

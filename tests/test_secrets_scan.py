@@ -6,15 +6,14 @@ output; the last test here runs it on whatever `make course` executed.
 """
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from tests.notebook_runner import executed_course
 from tools import scan_secrets
 from utils import remote
-from utils.workspace import repo_root
 
 TOKEN = "dapi" + "0123456789abcdef" * 2  # built from parts: no file of the course holds one
 
@@ -91,16 +90,10 @@ def test_scanning_an_executed_notebook_and_a_database_file(tmp_path):
     assert scan_secrets.main([str(tmp_path / "clean")]) == 0
 
 
-def _executed_course() -> Path:
-    configured = os.environ.get("COURSE_OUTPUT", "").strip()
-    path = Path(configured) if configured else repo_root() / "build" / "executed"
-    return path if path.is_absolute() else repo_root() / path
-
-
 @pytest.mark.full
 def test_no_executed_notebook_of_the_course_holds_a_secret():
     # `make test-full` runs the course first, so its executed notebooks are there.
-    folder = _executed_course()
+    folder = executed_course()
     notebooks = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
     assert notebooks, f"no executed notebooks in {folder}: run `make course` first"
     # The secrets this machine knows of: DATABRICKS_TOKEN, MLflow/PostgreSQL passwords in

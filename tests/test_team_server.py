@@ -1,0 +1,162 @@
+"""Notebooks 03-05 on a team's tracking server, as a learner whose team has one runs them.
+
+A separate, real ``mlflow server`` process with its own SQLite store and proxied artifacts
+(``--artifacts-destination``) plays the team's server, once open and once with MLflow's
+basic-auth app and a user whose login is in ``MLFLOW_TRACKING_USERNAME`` /
+``MLFLOW_TRACKING_PASSWORD``. ``MLFLOW_TRACKING_URI`` points the notebooks at it. Their
+runs, models and registered model must be on that server, nothing may be written to the
+course workspace's own store, no local tracking server may be started, and the login may
+appear in no output. ``tools.batch rerun`` trains a run of the server again from its record.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+
+import mlflow
+import mlflow.server
+import pytest
+
+from tests.notebook_runner import NOTEBOOKS, output_text, servers_of
+from tools.runner import course_env, execute
+from utils import remote
+from utils.env import temporary_environment
+from utils.tracking import TrackingServer
+from utils.workspace import Workspace, repo_root
+
+pytestmark = pytest.mark.full
+
+SMALL = {
+    "03_first_autologged_run.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32, "max_length": 64},
+    "04_experiments_and_runs.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32},
+    "05_model_artifacts.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32},
+}
+USER = "learner"
+
+
+def _team_workspace(root) -> Workspace:
+    team = Workspace(root)
+    team.artifacts_dir.mkdir(parents=True)
+    team.logs_dir.mkdir()
+    return team
+
+
+@pytest.fixture(scope="module", params=["open", "basic-auth"])
+def team(request, tmp_path_factory):
+    """The team's server, its login (None when open), and the notebooks run against it."""
+    root = tmp_path_factory.mktemp(f"team-{request.param}")
+    team_ws = _team_workspace(root / "server")
+    login = None
+    if request.param == "open":
+        server = TrackingServer(
+            workspace=team_ws, port=0, default_artifact_root="mlflow-artifacts:/",
+            extra_args=["--artifacts-destination", str(team_ws.artifacts_dir)]).start()
+    else:
+        auth = remote.prepare_basic_auth(team_ws)
+        server = remote.start_auth_server(team_ws, auth, port=0)
+        login = (USER, secrets.token_urlsafe(16))
+        with remote.tracking_credentials(auth.admin_username, auth.admin_password):
+            mlflow.server.get_app_client("basic-auth", tracking_uri=server.url).create_user(*login)
+    learner_ws = root / "learner-workspace"
+    extra = {"MLFLOW_TRACKING_URI": server.url}
+    if login:
+        extra.update(MLFLOW_TRACKING_USERNAME=login[0], MLFLOW_TRACKING_PASSWORD=login[1])
+    env = course_env(learner_ws, **extra)
+    executed = {}
+    try:
+        for name, parameters in SMALL.items():
+            executed[name] = execute(NOTEBOOKS / name, root / "out" / name, parameters, env=env)
+        yield {"server": server, "login": login, "env": env, "workspace": learner_ws,
+               "executed": executed, "root": root}
+    finally:
+        server.stop()
+
+
+def _client(team):
+    credentials = team["login"] or (None, None)
+    return mlflow.MlflowClient(tracking_uri=team["server"].url), credentials
+
+
+def _on_server(team, call):
+    client, (user, password) = _client(team)
+    with temporary_environment(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password):
+        return call(client)
+
+
+def test_the_runs_and_models_are_on_the_team_server(team):
+    def look(client):
+        experiment = client.get_experiment_by_name("dl_model_chapter02")
+        runs = client.search_runs([experiment.experiment_id])
+        champion = client.get_model_version_by_alias("imdb-sentiment-classifier", "champion")
+        return experiment, runs, champion
+
+    experiment, runs, champion = _on_server(team, look)
+    assert experiment.artifact_location.startswith("mlflow-artifacts:/")
+    names = sorted(run.info.run_name for run in runs)
+    # 03's run, 04's two comparison runs and the one trained again from its record.
+    assert names.count("chapter02") == 1 and names.count("lr=0.03") == 2 and "lr=0.0003" in names
+    chapter02 = next(r for r in runs if r.info.run_name == "chapter02")
+    assert chapter02.data.params["train_size"] == "64" and chapter02.data.params["max_length"] == "64"
+    assert all(r.info.artifact_uri.startswith("mlflow-artifacts:/") for r in runs)
+    assert champion.run_id == chapter02.info.run_id
+    assert (team["root"] / "server" / "artifacts").is_dir()
+
+
+def test_nothing_was_written_to_the_workspace_store_and_no_local_server_ran(team):
+    workspace = team["workspace"]
+    assert not (workspace / "mlflow.db").exists()
+    logs = workspace / "logs"
+    assert not list(logs.glob("mlflow-server-*.log")) and not (logs / "server.json").exists()
+    assert servers_of(workspace) == []
+
+
+def test_the_notebooks_used_the_team_server(team):
+    url = team["server"].url
+    nb03, nb04, nb05 = (team["executed"][name] for name in SMALL)
+    assert f"open this run: {url}/#/experiments/" in output_text(nb03)
+    assert f"tracking URI: {url}" in output_text(nb04)
+    assert "mlflow-artifacts:/" in output_text(nb04)  # mlflow experiments search, on the server
+    assert "Skipped: the store is the server's" in output_text(nb05)
+    assert "same labels as pyfunc: True" in output_text(nb05)
+    assert f"-m models:/imdb-sentiment-classifier@champion" in output_text(nb05)
+
+
+@pytest.mark.parametrize("team", ["basic-auth"], indirect=True)
+def test_the_login_is_in_no_output(team):
+    password = team["login"][1]
+    for name, notebook in team["executed"].items():
+        assert password not in json.dumps(notebook), f"{name} shows the password"
+
+
+def test_a_run_of_the_team_server_is_trained_again_from_its_record(team, tmp_path):
+    run_id = _on_server(team, lambda client: client.search_runs(
+        [client.get_experiment_by_name("dl_model_chapter02").experiment_id],
+        filter_string="attributes.run_name = 'chapter02'")[0].info.run_id)
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.batch", "rerun", run_id, "--output", str(tmp_path), "--no-progress"],
+        cwd=repo_root(), env=team["env"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Every metric is the same to 4 decimals." in done.stdout
+    again = _on_server(team, lambda client: client.search_runs(
+        [client.get_experiment_by_name("dl_model_chapter02").experiment_id],
+        filter_string=f"tags.`course.rerun_of` = '{run_id}'"))
+    assert len(again) == 1 and again[0].info.run_name == "chapter02"
+    assert not (team["workspace"] / "mlflow.db").exists()
+
+
+def test_no_process_is_left_behind(team):
+    """The course starts its servers (model servers too) in the workspace folder."""
+    import psutil
+
+    workspace = str(team["workspace"])
+    left = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if process.cwd() == workspace:
+                left.append(" ".join(process.info["cmdline"] or []))
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            pass
+    assert left == []

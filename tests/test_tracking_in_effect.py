@@ -1,0 +1,66 @@
+"""The tracking server in effect and artifact listings through MLflow: what lets notebooks
+03-05 run on a team's server as well as on the course workspace."""
+
+import mlflow
+import pytest
+
+from tests.notebook_runner import workspace_store
+from utils import inspection
+from utils.env import temporary_environment
+from utils.tracking import RemoteServer, tracking_server
+
+
+def test_a_server_named_by_the_tracking_uri_is_used_as_it_is(tmp_path):
+    with workspace_store(tmp_path / "ws"), \
+            temporary_environment(MLFLOW_TRACKING_USERNAME="ada", MLFLOW_TRACKING_PASSWORD="s3cret-pw"):
+        mlflow.set_tracking_uri("http://mlflow.team.example:5000/")
+        server = tracking_server()
+        assert isinstance(server, RemoteServer)
+        assert server.url == "http://mlflow.team.example:5000" and server.auth == ("ada", "s3cret-pw")
+        assert server.run_url("3", "abc") == "http://mlflow.team.example:5000/#/experiments/3/runs/abc"
+        assert "s3cret-pw" not in repr(server) and "'ada'" in repr(server)
+        server.stop()  # the team's server: nothing to stop, nothing raised
+    assert not (tmp_path / "ws" / "logs" / "server.json").exists()
+
+
+def test_without_a_login_plain_http_requests_send_none(tmp_path):
+    with workspace_store(tmp_path / "ws"), \
+            temporary_environment(MLFLOW_TRACKING_USERNAME=None, MLFLOW_TRACKING_PASSWORD=None):
+        mlflow.set_tracking_uri("https://mlflow.team.example")
+        assert tracking_server().auth is None
+
+
+def test_databricks_has_no_plain_server_and_says_so(tmp_path, capsys):
+    with workspace_store(tmp_path / "ws"):
+        mlflow.set_tracking_uri("databricks")
+        assert tracking_server() is None
+    assert "cells that need one say so and skip" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """A run with a small artifact tree in a temporary workspace store."""
+    with workspace_store(tmp_path_factory.mktemp("trees") / "ws"):
+        mlflow.set_experiment("trees")
+        with mlflow.start_run() as run:
+            mlflow.log_text("x" * 2048, "notes/long.txt")
+            mlflow.log_text("hi", "notes/deeper/short.txt")
+            mlflow.log_dict({"a": 1}, "summary.json")
+        yield run.info.artifact_uri
+
+
+def test_artifact_trees_are_drawn_from_mlflow_listings(logged):
+    assert inspection.artifact_tree(logged) == "\n".join([
+        "artifacts/",
+        "├── notes/",
+        "│   ├── deeper/",
+        "│   │   └── short.txt  (2 B)",
+        "│   └── long.txt  (2.0 KB)",
+        "└── summary.json  (12 B)",
+    ])
+    assert inspection.artifact_tree(logged, max_depth=1, sizes=False).splitlines() == [
+        "artifacts/", "├── notes/", "└── summary.json"]
+
+
+def test_a_local_folder_draws_the_same_tree(logged):
+    assert inspection.folder_tree(logged) == inspection.artifact_tree(logged)
