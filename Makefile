@@ -51,7 +51,7 @@ bench: setup bench-memory ## time, accuracy and memory of the course (about 20 m
 	$(BIN)/python tools/benchmarks/autolog_overhead.py --rounds 3
 	$(BIN)/python tools/benchmarks/training.py --accurate
 
-bench-memory: setup ## does the course fit Binder's memory? (a cgroup: run as root)
+bench-memory: setup ## does the course fit Binder's 1 CPU and 2 GiB? (cgroups: run as root)
 	$(BIN)/python tools/benchmarks/memory.py
 
 # No Docker engine needed: repo2docker renders the Dockerfile, a venv stands in for its pip layer.
