@@ -12,7 +12,7 @@ COURSE_OUTPUT ?= build/executed
 COURSE_PARAMS ?=
 export COURSE_OUTPUT COURSE_PARAMS
 
-.PHONY: help setup course test test-full test-latest lab bench bench-memory figures lock clean-workspace
+.PHONY: help setup course test test-full test-latest lab bench bench-memory binder-check figures lock clean-workspace
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -51,8 +51,12 @@ bench: setup bench-memory ## time, accuracy and memory of the course (about 20 m
 	$(BIN)/python tools/benchmarks/autolog_overhead.py --rounds 3
 	$(BIN)/python tools/benchmarks/training.py --accurate
 
-bench-memory: setup ## does the course fit Binder's memory? (a cgroup: run as root)
+bench-memory: setup ## does the course fit Binder's 1 CPU and 2 GiB? (cgroups: run as root)
 	$(BIN)/python tools/benchmarks/memory.py
+
+# No Docker engine needed: repo2docker renders the Dockerfile, a venv stands in for its pip layer.
+binder-check: setup ## rebuild Binder's Python layer in build/binder and check it (a few min)
+	$(BIN)/python -m tools.binder_check
 
 figures: setup ## photograph the MLflow UI for the notebooks (needs chromium: .ci/browser.sh)
 	$(BIN)/python tools/figures.py

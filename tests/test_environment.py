@@ -1,13 +1,20 @@
 """One pinned environment: requirements.in is the truth; requirements.txt, environment.yml
-and binder/ agree with it."""
+and binder/ agree with it, and Binder installs it with pip, as CI does."""
+
+import os
+import subprocess
+import sys
 
 from packaging.version import Version
 
-from tools.lockfiles import PYTHON_VERSION, environment_yml, normalise, read_pins, write_all
+from tools.lockfiles import (
+    CPU_TORCH_INDEX, PYTHON_VERSION, environment_yml, normalise, read_pins, write_all,
+)
 from utils.env import read_requirements, supported_python
 from utils.workspace import repo_root
 
 ROOT = repo_root()
+BINDER = ROOT / "binder"
 
 
 def _conda_pip_pins(path):
@@ -20,6 +27,11 @@ def _conda_pip_pins(path):
         (normalise(line.split("==")[0]), line.split("==")[1]) for line in pip_section if "==" in line
     )
     return python, pins
+
+
+def _binder_lines():
+    lines = (BINDER / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line.strip() and not line.startswith("#")]
 
 
 def test_the_lock_pins_every_requirement_within_its_range():
@@ -36,19 +48,18 @@ def test_every_requirement_in_the_lock_is_pinned():
     assert all("==" in l for l in requirements), [l for l in requirements if "==" not in l]
 
 
-def test_conda_files_agree_with_the_lock():
+def test_conda_and_binder_files_agree_with_the_lock():
     pins = read_pins(ROOT / "requirements.txt")
-    for path in (ROOT / "environment.yml", ROOT / "binder" / "environment.yml"):
-        python, conda_pins = _conda_pip_pins(path)
-        assert python == f"python={PYTHON_VERSION}", path
-        assert f"{PYTHON_VERSION}.0" in supported_python()
-        assert conda_pins == pins, f"{path.relative_to(ROOT)} is stale: run `make lock`"
+    python, conda_pins = _conda_pip_pins(ROOT / "environment.yml")
+    assert python == f"python={PYTHON_VERSION}"
+    assert conda_pins == pins, "environment.yml is stale: run `make lock`"
+    assert read_pins(BINDER / "requirements.txt") == pins, "binder/requirements.txt is stale: run `make lock`"
 
 
 def test_generated_files_are_what_make_lock_writes(tmp_path):
     (tmp_path / "requirements.txt").write_text((ROOT / "requirements.txt").read_text())
     write_all(tmp_path)
-    for name in ("environment.yml", "binder/environment.yml"):
+    for name in ("environment.yml", "binder/requirements.txt", "binder/runtime.txt"):
         assert (tmp_path / name).read_text() == (ROOT / name).read_text(), name
 
 
@@ -57,22 +68,39 @@ def test_environment_yml_lists_each_pin_once():
     assert "    - a==1\n    - b-c==2\n" in text
 
 
-def test_binder_installs_the_cpu_build_of_torch():
-    # repo2docker hands the pip section to pip as a requirements file; the option line
-    # comes first so that it applies to every pin below it.
-    import yaml
+def test_binder_builds_with_pip_on_the_course_s_python():
+    # repo2docker takes an environment.yml (or a Pipfile) before requirements.txt, and would
+    # then install through conda; runtime.txt holds one `python-X.Y` line and nothing else.
+    assert sorted(p.name for p in BINDER.iterdir()) == ["postBuild", "requirements.txt", "runtime.txt"]
+    assert (BINDER / "runtime.txt").read_text() == f"python-{PYTHON_VERSION}\n"
+    assert f"{PYTHON_VERSION}.0" in supported_python()
 
-    spec = yaml.safe_load((ROOT / "binder" / "environment.yml").read_text(encoding="utf-8"))
-    pip_section = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
-    assert pip_section[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
-    assert "pip" in spec["dependencies"] and "conda-forge" in spec["channels"]
+
+def test_binder_installs_the_cpu_build_of_torch():
+    # pip reads an option line of a requirements file for every line of it; Binder has no GPU.
+    lines = _binder_lines()
+    assert lines[0] == f"--extra-index-url {CPU_TORCH_INDEX}"
+    assert CPU_TORCH_INDEX == "https://download.pytorch.org/whl/cpu"
+    assert all(line.count("==") == 1 for line in lines[1:])
+
+
+def test_the_lock_pins_what_binder_s_base_shares_with_the_lab():
+    # repo2docker's base has notebook 7, whose each release takes one JupyterLab minor
+    # version, and ipywidgets (live progress bars): the lock pins them to fit its JupyterLab.
+    pins = read_pins(ROOT / "requirements.txt")
+    for name in ("notebook", "ipywidgets", "widgetsnbextension", "jupyterlab-widgets", "jupyterlab"):
+        assert name in pins, name
+
+
+def test_the_course_environment_has_no_broken_requirement():
+    # The lock's versions agree with each other (notebook with JupyterLab, ipywidgets with its
+    # front end ...): pip checks the metadata of what `make setup` installed from it.
+    result = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_binder_post_build_installs_the_course_package():
-    import os
-    import subprocess
-
-    post_build = ROOT / "binder" / "postBuild"
+    post_build = BINDER / "postBuild"
     text = post_build.read_text(encoding="utf-8")
     assert text.startswith("#!/usr/bin/env bash\n") and os.access(post_build, os.X_OK)
     mode = subprocess.run(["git", "ls-files", "-s", "binder/postBuild"], cwd=ROOT,
