@@ -80,7 +80,7 @@ def review_texts(model_input: Any) -> list[str]:
                 f"got the columns {names}."
             )
         model_input = model_input.iloc[:, 0]
-    if isinstance(model_input, pd.Series):
+    if isinstance(model_input, pd.Series) or type(model_input).__name__ == "ndarray":
         model_input = model_input.tolist()
     if not isinstance(model_input, (list, tuple)):
         raise _bad_input(
