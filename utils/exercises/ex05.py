@@ -65,6 +65,10 @@ def _check_champion(answers: dict, namespace: dict) -> str:
                         "notebook's cells from the top first.")
     champion = _champion_version()
     given = answers["my_version"]
+    owner = getattr(given, "name", MY_MODEL)
+    if owner != MY_MODEL:
+        raise Incorrect(f"`my_version` is a version of {owner!r}, not of your model {MY_MODEL!r}: "
+                        "keep what `mlflow.register_model(..., \"my-sentiment-classifier\")` returns.")
     number = str(getattr(given, "version", given))
     if number != str(champion.version):
         raise Incorrect(f"`my_version` is version {number}, but the alias {ALIAS!r} names version "
