@@ -77,11 +77,11 @@ def _check_champion(answers: dict, namespace: dict) -> str:
                                              filter_string="attributes.status = 'FINISHED'",
                                              max_results=5000)
             if "test_accuracy" in r.data.metrics]
-    best = max(r.data.metrics["test_accuracy"] for r in runs)
     source = next((r for r in runs if r.info.run_id == champion.run_id), None)
     if source is None:
         raise Incorrect(f"Version {champion.version} comes from run {champion.run_id}, which is not a "
                         f"finished run of {name!r} with a test_accuracy: register the model of one.")
+    best = max(r.data.metrics["test_accuracy"] for r in runs)
     accuracy = source.data.metrics["test_accuracy"]
     if accuracy < best:
         raise Incorrect(f"Version {champion.version} comes from run {source.info.run_name!r} with "
