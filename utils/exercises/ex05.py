@@ -128,6 +128,10 @@ def _check_alias_load(answers: dict, namespace: dict) -> str:
         raise Incorrect(f"{uri!r} names {what}, not the version the alias points at: a registry "
                         f"URI with an alias reads 'models:/{MY_MODEL}@{ALIAS}'. When the alias moves, "
                         "that URI follows it.")
+    registered = uri.strip().removeprefix("models:/").split("@")[0]
+    if uri.strip().startswith("models:/") and registered != MY_MODEL:
+        raise Incorrect(f"{uri!r} names the registered model {registered!r}, not yours: load "
+                        f"'models:/{MY_MODEL}@{ALIAS}'.")
     champion = _champion_version()
     wanted = mlflow.models.get_model_info(f"models:/{MY_MODEL}/{champion.version}").model_id
     if mlflow.models.get_model_info(uri).model_id != wanted:
