@@ -136,8 +136,16 @@ def _check_alias_load(answers: dict, namespace: dict) -> str:
     wanted = mlflow.models.get_model_info(f"models:/{MY_MODEL}/{champion.version}").model_id
     if mlflow.models.get_model_info(uri).model_id != wanted:
         raise Incorrect(f"{uri!r} is not the model of {MY_MODEL}@{ALIAS}: load that one.")
-    reviews = namespace.get("reviews") or []
+    reviews = list(namespace.get("reviews") or [])
+    if not reviews:
+        raise Incorrect("The notebook's `reviews` is not defined: run the notebook's cells from the "
+                        "top first, then the exercise.")
     labels = _labels(answers["my_labels"], "`my_labels`", len(reviews))
+    # The champion's own answer: loading the course's classifier again takes well under a second.
+    predicted = mlflow.pyfunc.load_model(uri).predict(reviews)["label"].tolist()
+    if labels != predicted:
+        raise Incorrect(f"Your champion labels `reviews` {predicted}, not {labels}: keep the `label` "
+                        "column of what its `predict(reviews)` returns, in order.")
     return f"{uri} classified the {len(reviews)} reviews as {labels}."
 
 
