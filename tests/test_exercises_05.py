@@ -222,6 +222,20 @@ def test_alias_load_another_uri_says_why(registry, uri, words):
     _incorrect(ex05.q2, _namespace(registry, my_champion_uri=uri, my_labels=LABELS), *words)
 
 
+@pytest.mark.parametrize("labels", [["positive"] * 3, LABELS[::-1]], ids=["made-up", "reordered"])
+def test_alias_load_labels_that_are_not_the_champions_say_what_it_answers(registry, labels):
+    _crown(registry, 1)
+    namespace = _namespace(registry, my_champion_uri=f"models:/{MY_MODEL}@{ALIAS}", my_labels=labels)
+    _incorrect(ex05.q2, namespace, f"Your champion labels `reviews` {LABELS}", f"not {labels}")
+
+
+def test_alias_load_before_the_notebooks_reviews_says_run_from_the_top(registry):
+    _crown(registry, 1)
+    namespace = _namespace(registry, my_champion_uri=f"models:/{MY_MODEL}@{ALIAS}", my_labels=[])
+    del namespace["reviews"]
+    _incorrect(ex05.q2, namespace, "`reviews` is not defined")
+
+
 def test_alias_load_before_the_alias_is_set_says_set_it(registry):
     namespace = _namespace(registry, my_champion_uri=f"models:/{MY_MODEL}@{ALIAS}", my_labels=LABELS)
     _incorrect(ex05.q2, namespace, "no alias 'champion'")
