@@ -49,6 +49,12 @@ def _check_note(answers: dict, namespace: dict) -> str:
     if noted.info.run_id != run_id:
         raise Incorrect(f"`noted_run_id` is the run {noted.info.run_name!r} ({noted.info.run_id}), "
                         f"not the run `run` of this notebook ({run_id}): tag that one.")
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        raise Incorrect("Your run is active again and stays RUNNING: `mlflow.start_run(run_id=...)` "
+                        "reopened it and nothing ended it, so the notebook's next runs cannot start. "
+                        "Call `mlflow.end_run()` now; next time write `with mlflow.start_run(run_id=...):`, "
+                        "which ends the run after the block.")
     record = noted.data
     if "note" not in record.tags:
         strays = _stray_runs(trained.info.experiment_id, trained.info.start_time, run_id)

@@ -97,6 +97,10 @@ def _check_history(answers: dict, namespace: dict) -> str:
         raise Incorrect("The notebook's `run_id` is not defined: run its cells from the top first.")
     history = sorted(_client().get_metric_history(run_id, HISTORY_METRIC),
                      key=lambda m: (m.step, m.timestamp))
+    if not history:  # e.g. recorded where psutil was missing: no answer could be right
+        raise Incorrect(f"Run {run_id} has no values of {HISTORY_METRIC} at all, so it has no "
+                        "history to fetch: its system metrics were not recorded. Run the notebook's "
+                        "cells from the top in the course's environment, then the exercise.")
     wanted = [m.value for m in history]
     given = answers["cpu_history"]
     if isinstance(given, dict):

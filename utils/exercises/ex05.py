@@ -65,6 +65,10 @@ def _check_champion(answers: dict, namespace: dict) -> str:
                         "notebook's cells from the top first.")
     champion = _champion_version()
     given = answers["my_version"]
+    owner = getattr(given, "name", MY_MODEL)
+    if owner != MY_MODEL:
+        raise Incorrect(f"`my_version` is a version of {owner!r}, not of your model {MY_MODEL!r}: "
+                        "keep what `mlflow.register_model(..., \"my-sentiment-classifier\")` returns.")
     number = str(getattr(given, "version", given))
     if number != str(champion.version):
         raise Incorrect(f"`my_version` is version {number}, but the alias {ALIAS!r} names version "
@@ -73,11 +77,11 @@ def _check_champion(answers: dict, namespace: dict) -> str:
                                              filter_string="attributes.status = 'FINISHED'",
                                              max_results=5000)
             if "test_accuracy" in r.data.metrics]
-    best = max(r.data.metrics["test_accuracy"] for r in runs)
     source = next((r for r in runs if r.info.run_id == champion.run_id), None)
     if source is None:
         raise Incorrect(f"Version {champion.version} comes from run {champion.run_id}, which is not a "
                         f"finished run of {name!r} with a test_accuracy: register the model of one.")
+    best = max(r.data.metrics["test_accuracy"] for r in runs)
     accuracy = source.data.metrics["test_accuracy"]
     if accuracy < best:
         raise Incorrect(f"Version {champion.version} comes from run {source.info.run_name!r} with "
@@ -124,12 +128,24 @@ def _check_alias_load(answers: dict, namespace: dict) -> str:
         raise Incorrect(f"{uri!r} names {what}, not the version the alias points at: a registry "
                         f"URI with an alias reads 'models:/{MY_MODEL}@{ALIAS}'. When the alias moves, "
                         "that URI follows it.")
+    registered = uri.strip().removeprefix("models:/").split("@")[0]
+    if uri.strip().startswith("models:/") and registered != MY_MODEL:
+        raise Incorrect(f"{uri!r} names the registered model {registered!r}, not yours: load "
+                        f"'models:/{MY_MODEL}@{ALIAS}'.")
     champion = _champion_version()
     wanted = mlflow.models.get_model_info(f"models:/{MY_MODEL}/{champion.version}").model_id
     if mlflow.models.get_model_info(uri).model_id != wanted:
         raise Incorrect(f"{uri!r} is not the model of {MY_MODEL}@{ALIAS}: load that one.")
-    reviews = namespace.get("reviews") or []
+    reviews = list(namespace.get("reviews") or [])
+    if not reviews:
+        raise Incorrect("The notebook's `reviews` is not defined: run the notebook's cells from the "
+                        "top first, then the exercise.")
     labels = _labels(answers["my_labels"], "`my_labels`", len(reviews))
+    # The champion's own answer: loading the course's classifier again takes well under a second.
+    predicted = mlflow.pyfunc.load_model(uri).predict(reviews)["label"].tolist()
+    if labels != predicted:
+        raise Incorrect(f"Your champion labels `reviews` {predicted}, not {labels}: keep the `label` "
+                        "column of what its `predict(reviews)` returns, in order.")
     return f"{uri} classified the {len(reviews)} reviews as {labels}."
 
 
