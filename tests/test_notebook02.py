@@ -1,10 +1,13 @@
-"""Notebook 02 run headless by papermill, as a reader with credentials would run it.
+"""Notebook 02 run headless by papermill, as readers with credentials would run it.
 
 What the reader is promised: with well-formed Databricks credentials and no network the
-notebook runs to the end without contacting anything; the token is shown masked and
-appears nowhere else (executed notebook, server logs, workspace files); malformed values
-get a message naming the variable; the course server's passwords are never shown; the
-notebook leaves no server running; and the same notebook runs on PostgreSQL.
+notebook runs to the end without contacting anything, and the token is shown masked and
+appears nowhere else (executed notebook, server logs, workspace files); the run recorded
+on the notebook's own server is there and not in the local store; the team server refuses
+a wrong password with 401 and a missing permission with 403; the course server's passwords
+are never shown; outputs are quiet; a second run in the same workspace works, and with
+MLFLOW_TRACKING_URI pointing at another server, leaves that server untouched; no server is
+left running; and the team server runs on PostgreSQL.
 """
 
 import json
@@ -14,12 +17,14 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from tests.notebook_runner import servers_of
-from tools.runner import course_env, execute
 from tools import scan_secrets
+from tools.runner import course_env, execute
 from utils import remote
+from utils.tracking import TrackingServer
 from utils.workspace import Workspace, repo_root
 
 ROOT = repo_root()
@@ -43,10 +48,13 @@ class Executed:
         return self.path.read_text(encoding="utf-8")
 
     @property
+    def cells(self) -> list[dict]:
+        return [cell for cell in json.loads(self.text)["cells"] if cell["cell_type"] == "code"]
+
+    @property
     def outputs(self) -> str:
-        notebook = json.loads(self.text)
         parts = []
-        for cell in notebook["cells"]:
+        for cell in self.cells:
             for output in cell.get("outputs", []):
                 parts.append("".join(output.get("text", "")))
                 parts.append("".join(output.get("data", {}).get("text/plain", "")))
@@ -112,8 +120,9 @@ def with_credentials(shared_workspace, tmp_path_factory):
 
 def test_credentials_are_shown_masked_and_nothing_is_contacted(with_credentials):
     outputs = with_credentials.outputs
-    assert "Databricks configuration from the environment" in outputs
-    assert f"host         : {HOST}" in outputs and "token        : dapi…cdef" in outputs
+    assert "Databricks configuration (read by databricks-sdk, nothing contacted)" in outputs
+    assert f"host         : {HOST}   (from DATABRICKS_HOST)" in outputs
+    assert "token        : dapi…cdef   (from DATABRICKS_TOKEN)" in outputs
     assert "Not contacting Databricks (check_databricks_connection = False)." in outputs
 
 
@@ -132,30 +141,83 @@ def test_the_course_server_passwords_are_never_shown(with_credentials):
     assert findings == [] and leaks == 0
 
 
-def test_the_remote_run_the_refusal_and_the_way_back(with_credentials):
+def test_the_run_is_on_the_notebooks_server_and_not_in_the_local_store(with_credentials):
+    outputs = with_credentials.outputs
+    run_id = re.search(r"run id: +([0-9a-f]{32})", outputs)[1]
+    assert "artifact URI: mlflow-artifacts:/" in outputs and "on the server's disk: ['remote-server/artifacts/" in outputs
+    assert "local store: RESOURCE_DOES_NOT_EXIST" in outputs and "the server:  {'val_acc': 0.75}" in outputs
+    workspace = with_credentials.workspace
+    server_store = f"sqlite:///{workspace.path / 'remote-server' / 'mlflow.db'}"
+    assert mlflow.MlflowClient(tracking_uri=server_store).get_run(run_id).data.metrics == {"val_acc": 0.75}
+    assert run_id.encode() not in workspace.db_path.read_bytes()
+    assert "server stopped: True" in outputs
+
+
+def test_the_team_server_says_401_and_403_and_the_exercises_wait(with_credentials):
     outputs = with_credentials.outputs
     assert "401 Unauthorized" in outputs  # the anonymous request
-    assert "user 'student': created" in outputs
-    assert "metrics: {'val_acc': 0.75}" in outputs and "artifact URI: mlflow-artifacts:/" in outputs
+    assert "user 'student': created" in outputs and "'student' may edit experiment" in outputs
     assert "refused the login (HTTP 401 Unauthorized)" in outputs
-    assert f"tracking URI: {with_credentials.workspace.backend_store_uri}" in outputs
-    assert "server stopped" in outputs
+    assert "refused the request (HTTP 403 Forbidden)" in outputs  # EDIT may not delete
+    assert '"POST /api/2.0/mlflow/experiments/delete HTTP/1.1" 403 Forbidden' in outputs  # the server's log
+    assert "read from the database: student-run {'val_acc': 0.8}" in outputs
+    assert outputs.count("Not attempted: exercise 02.") == 2
+    assert "team server stopped: True" in outputs
 
 
-def test_malformed_values_get_the_promised_message_on_a_second_run(with_credentials, shared_workspace, tmp_path):
+def test_the_outputs_are_quiet(with_credentials):
+    assert "\x1b[" not in with_credentials.text  # no ANSI colour codes
+    for cell in with_credentials.cells:
+        assert len(cell.get("outputs", [])) <= 25, cell["source"]
+    assert "Warning" not in with_credentials.outputs
+    assert "Downloading artifacts" not in with_credentials.outputs
+
+
+@pytest.fixture
+def other_server(tmp_path):
+    """A reader's own tracking server, as `MLFLOW_TRACKING_URI` would name it: its own SQLite
+    store, artifacts proxied."""
+    home = Workspace(tmp_path / "readers-server")
+    home.logs_dir.mkdir(parents=True)
+    server = TrackingServer(
+        workspace=home, port=0, backend_store_uri=home.backend_store_uri,
+        default_artifact_root="mlflow-artifacts:/",
+        extra_args=["--artifacts-destination", str(home.artifacts_dir)],
+    ).start()
+    yield server
+    server.stop()
+
+
+def _contents(url: str) -> tuple[list[str], list[str]]:
+    client = mlflow.MlflowClient(tracking_uri=url)
+    experiments = client.search_experiments()
+    runs = client.search_runs([e.experiment_id for e in experiments])
+    return sorted(e.name for e in experiments), sorted(r.info.run_id for r in runs)
+
+
+def test_a_second_run_with_a_readers_tracking_uri_and_a_malformed_token(with_credentials, shared_workspace,
+                                                                         other_server, tmp_path):
     # Runs after the first run, in the same workspace: the notebook also runs twice in a row.
     malformed = TOKEN + "zz"
+    before = _contents(other_server.url)
+    log_before = other_server.log_path.read_text()
     executed = run_notebook(
         shared_workspace,
-        tmp_path / "02-malformed.ipynb",
-        {"DATABRICKS_HOST": HOST, "DATABRICKS_TOKEN": malformed},
+        tmp_path / "02-second.ipynb",
+        {"DATABRICKS_HOST": HOST, "DATABRICKS_TOKEN": malformed, "MLFLOW_TRACKING_URI": other_server.url},
         {"check_databricks_connection": True},
     )
+    # The reader's server was not asked anything while the notebook ran, and holds what it held.
+    during = other_server.log_path.read_text()[len(log_before):]
+    assert "/api/" not in during and "/ajax-api/" not in during, during
+    assert _contents(other_server.url) == before
     outputs = executed.outputs
     assert "DATABRICKS_TOKEN does not look like a Databricks personal access token" in outputs
     assert "`dapi` followed by 32 hexadecimal characters" in outputs
     assert "Nothing to check: there is no valid Databricks configuration." in outputs
-    assert "user 'student': updated" in outputs  # the second run reuses the user
+    assert "user 'student': existed, new password set" in outputs  # the second run reuses the user
+    assert "'student' may edit experiment" in outputs  # and replaces the grant
+    assert "local store: RESOURCE_DOES_NOT_EXIST" in outputs
     assert malformed not in executed.text and TOKEN not in executed.text
     assert scan_secrets.scan_files([shared_workspace], [malformed]) == []
 
@@ -168,28 +230,23 @@ POSTGRES_URI = os.environ.get("COURSE_TEST_POSTGRES_URI", "")
     reason="no PostgreSQL: run `.ci/postgres.sh start build/postgres.env && source build/postgres.env` "
     "to set COURSE_TEST_POSTGRES_URI",
 )
-def test_the_notebook_runs_on_postgresql(tmp_path):
+def test_the_team_server_runs_on_postgresql(tmp_path):
     password = remote.uri_password(POSTGRES_URI)
     unresolvable = "https://dbc-1234abcd-5678.invalid"
     executed = run_notebook(
         tmp_path / "ws",
         tmp_path / "02-postgres.ipynb",
-        {
-            "COURSE_BACKEND_STORE_URI": POSTGRES_URI,
-            "DATABRICKS_HOST": unresolvable,
-            "DATABRICKS_TOKEN": TOKEN,
-        },
+        {"COURSE_BACKEND_STORE_URI": POSTGRES_URI, "DATABRICKS_HOST": unresolvable, "DATABRICKS_TOKEN": TOKEN},
         {"check_databricks_connection": True},
     )
     outputs = executed.outputs
     assert "backend store: postgresql+psycopg2://" in outputs and ":****@" in outputs
     assert f"The host name of {unresolvable} could not be resolved" in outputs
-    run_id = re.search(r"run id: +([0-9a-f]{32})", outputs)[1]
+    run_id = re.search(r"run id: ([0-9a-f]{32}) \| artifact URI", outputs)[1]  # the student's run
     # The run is in PostgreSQL, not in the workspace's SQLite file.
-    import mlflow
-
     store = remote.resolve_backend_store("", environ={"COURSE_BACKEND_STORE_URI": POSTGRES_URI})
-    assert mlflow.MlflowClient(tracking_uri=store.uri).get_run(run_id).data.metrics == {"val_acc": 0.75}
+    assert mlflow.MlflowClient(tracking_uri=store.uri).get_run(run_id).data.metrics == {"val_acc": 0.8}
+    assert "read from the database: student-run {'val_acc': 0.8}" in outputs
     sqlite_file = executed.workspace.db_path
     assert not sqlite_file.exists() or run_id.encode() not in sqlite_file.read_bytes()
     # Its password is nowhere: not in the notebook, not in the logs or other workspace files.

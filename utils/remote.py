@@ -1,39 +1,38 @@
-"""Remote tracking servers: Databricks credentials, and a self-hosted server with users.
+"""Remote tracking servers: the Databricks configuration MLflow would use, and the course's
+team server with users.
 
-Two jobs, each careful with secrets:
+- :func:`read_databricks_config` asks databricks-sdk (which MLflow resolves ``databricks``
+  tracking URIs with) which host and token this kernel would use, contacts nothing, and
+  checks their shape; :func:`check_databricks_connection` tries them, only when called.
+- :func:`start_auth_server` runs ``mlflow server --app-name basic-auth``: a generated admin
+  password in a private file of the workspace, and a SQLite or PostgreSQL backend store
+  whose password never reaches a command line or a log.
 
-- read and check a Databricks configuration (``DATABRICKS_HOST``/``DATABRICKS_TOKEN`` or a
-  ``~/.databrickscfg`` profile), report it with the token masked, and, only when asked,
-  try it against the workspace;
-- run the course's own MLflow server with MLflow's ``basic-auth`` app: a generated admin
-  password in a config file in the workspace, users, permissions, and a SQLite or
-  PostgreSQL backend store whose password never reaches a command line or a log.
-
-Nothing here prints, logs or stores a Databricks token; objects that hold a secret show
-it masked in ``repr``/``str``.
+Nothing here prints, logs or stores a token or a password; objects holding one show it masked.
 """
 
 from __future__ import annotations
 
 import configparser
 import contextlib
+import functools
 import os
 import re
 import secrets
 import socket
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from utils.errors import CourseError
 from utils.env import temporary_environment
+from utils.errors import CourseError
 from utils.workspace import Workspace, get_workspace
 
 HOST_ENV = "DATABRICKS_HOST"
 TOKEN_ENV = "DATABRICKS_TOKEN"
 PROFILE_ENV = "DATABRICKS_CONFIG_PROFILE"
-CONFIG_FILE_ENV = "DATABRICKS_CONFIG_FILE"
 BACKEND_STORE_ENV = "COURSE_BACKEND_STORE_URI"
 USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
@@ -41,10 +40,7 @@ PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
 EXAMPLE_HOST = "https://dbc-a1b2c3d4-e5f6.cloud.databricks.com"
 # A personal access token: "dapi" and 32 hex digits; some clouds add "-<n>" (e.g. "-2").
 TOKEN_PATTERN = re.compile(r"dapi[0-9a-f]{32}(?:-[0-9]+)?")
-TOKEN_DESCRIPTION = (
-    "`dapi` followed by 32 hexadecimal characters (0-9, a-f), sometimes with a suffix "
-    "such as `-2`"
-)
+TOKEN_DESCRIPTION = "`dapi` followed by 32 hexadecimal characters (0-9, a-f), sometimes with a suffix such as `-2`"
 # For scanning, a little wider than a valid token (any case, a-h as secret scanners use),
 # so that a near-token is reported too.
 TOKEN_LIKE = re.compile(r"dapi[0-9a-h]{32}(?:-[0-9]+)?", re.IGNORECASE)
@@ -61,9 +57,7 @@ def mask_token(token: str | None) -> str:
     """A token as it may be shown: ``dapi…`` and its last four characters, else ``****``."""
     if not token:
         return "(not set)"
-    if TOKEN_PATTERN.fullmatch(token):
-        return f"{token[:4]}…{token[-4:]}"
-    return "****"
+    return f"{token[:4]}…{token[-4:]}" if TOKEN_PATTERN.fullmatch(token) else "****"
 
 
 def mask_uri(uri: str) -> str:
@@ -74,9 +68,7 @@ def mask_uri(uri: str) -> str:
 def uri_password(uri: str) -> str | None:
     """The password inside ``scheme://user:password@host/...``, or None."""
     match = URI_PASSWORD.search(uri)
-    if match and not PLACEHOLDER.match(match["pw"]):
-        return match["pw"]
-    return None
+    return match["pw"] if match and not PLACEHOLDER.match(match["pw"]) else None
 
 
 def redact(text: str, known: Iterable[str] = ()) -> str:
@@ -87,49 +79,38 @@ def redact(text: str, known: Iterable[str] = ()) -> str:
     return mask_uri(text)
 
 
-# -- Databricks configuration ---------------------------------------------------------
-def check_databricks_host(host: str, variable: str = HOST_ENV) -> str:
-    """Check a workspace URL and return it without a trailing slash.
-
-    A valid host is ``https://`` and a host name (an optional port), with nothing after
-    it but an optional ``/``. Raises :class:`CourseError` naming ``variable`` otherwise.
-    """
-    shown = redact(host)  # in case a token was pasted into the wrong variable
-    expected = (
-        f"It should be the address of your workspace as the browser shows it, for example "
-        f"{EXAMPLE_HOST}: `https://`, the host name, and nothing after it."
-    )
-    if host != host.strip() or any(c in host for c in "\"' \t\r\n"):
-        raise CourseError(
-            f"{variable} contains spaces, quotes or a line break ({shown!r}). {expected} "
-            "Set it again without them."
-        )
+# -- the shape of a Databricks host and token ------------------------------------------
+def check_databricks_host(host: str, where: str = HOST_ENV) -> str:
+    """Return the workspace URL ``host`` without a trailing slash, or raise
+    :class:`CourseError` naming ``where`` (a variable, or a line of a file) and the problem."""
     parts = urlsplit(host)
     try:
         parts.port  # noqa: B018 - raises on a malformed port
+        bad_port = False
     except ValueError:
-        raise CourseError(f"{variable} has a malformed port ({shown!r}). {expected}") from None
-    if parts.scheme != "https" or not parts.hostname:
+        bad_port = True
+    if host != host.strip() or any(c in host for c in "\"' \t\r\n"):
+        problem = "contains spaces, quotes or a line break"
+    elif bad_port:
+        problem = "has a malformed port"
+    elif parts.scheme != "https" or not parts.hostname:
         problem = "does not start with https://" if parts.scheme != "https" else "has no host name"
-        raise CourseError(f"{variable} {problem} ({shown!r}). {expected}")
-    if parts.username or parts.password:
-        raise CourseError(
-            f"{variable} contains a user name or password ({redact(mask_uri(host))!r}). {expected} "
-            f"The token belongs in {TOKEN_ENV}, not in the address."
-        )
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise CourseError(
-            f"{variable} has something after the host name ({shown!r}): drop the path, "
-            f"`?o=...` and `#...` parts. {expected}"
-        )
-    return f"https://{parts.netloc}"
+    elif parts.username or parts.password:
+        problem = "contains a user name or password (the token has a place of its own)"
+    elif parts.path not in ("", "/") or parts.query or parts.fragment:
+        problem = "has something after the host name: drop the path, `?o=...` and `#...` parts"
+    else:
+        return f"https://{parts.netloc}"
+    raise CourseError(
+        f"{where} {problem} ({redact(host)!r}). It should be the address of your workspace as "
+        f"the browser shows it, for example {EXAMPLE_HOST}: `https://`, the host name, and "
+        "nothing after it."
+    )
 
 
-def check_databricks_token(token: str, variable: str = TOKEN_ENV) -> None:
-    """Raise :class:`CourseError` naming ``variable`` unless ``token`` looks like a PAT.
-
-    The message describes what is wrong without repeating the value.
-    """
+def check_databricks_token(token: str, where: str = TOKEN_ENV) -> None:
+    """Raise :class:`CourseError` naming ``where`` unless ``token`` looks like a personal
+    access token. The message says what is wrong without repeating the value."""
     if TOKEN_PATTERN.fullmatch(token):
         return
     if token.strip() != token or any(c in token for c in "\"' "):
@@ -141,21 +122,50 @@ def check_databricks_token(token: str, variable: str = TOKEN_ENV) -> None:
     else:
         hint = "after `dapi` it has characters other than 0-9 and a-f"
     raise CourseError(
-        f"{variable} does not look like a Databricks personal access token: {hint}. "
-        f"A token is {TOKEN_DESCRIPTION}. (The value is not shown.) Copy it again from "
-        "User settings > Developer > Access tokens, or generate a new one there."
+        f"{where} does not look like a Databricks personal access token: {hint}. A token is "
+        f"{TOKEN_DESCRIPTION}. (The value is not shown.) Copy it again from User settings > "
+        "Developer > Access tokens, or generate a new one there."
     )
+
+
+# -- the configuration, read by databricks-sdk ------------------------------------------
+@functools.cache
+def _sdk_config_classes():
+    """databricks-sdk's ``Config`` without its network step, and a variant that only
+    resolves the settings (it leaves the credentials check to the course).
+
+    Creating a ``Config`` (databricks-sdk 0.162) asks the host for
+    ``/.well-known/databricks-config`` and retries for up to five minutes when the host
+    cannot be reached. Reading a configuration must not touch the network, so that one
+    step is left out; the rest (arguments, ``DATABRICKS_*`` variables, profiles, in the
+    SDK's order) is the SDK's own. ``tests/test_remote.py`` fails if that changes.
+    """
+    from databricks.sdk.core import Config
+
+    class OfflineConfig(Config):
+        _attributes = Config.attributes()  # the SDK lists the settings of the class itself
+
+        def _resolve_host_metadata(self) -> None:
+            return None
+
+    class ResolvedSettings(OfflineConfig):
+        def init_auth(self) -> None:
+            return None
+
+    return OfflineConfig, ResolvedSettings
 
 
 @dataclass(frozen=True, repr=False)
 class DatabricksConfig:
-    """Where MLflow would send runs on Databricks, and with which token (masked when shown)."""
+    """Where MLflow would send runs on Databricks, and with which token (masked when shown).
+    ``host_from``/``token_from``: the variable or the profile each value came from."""
 
     host: str
     token: str = field(repr=False)
-    source: str = "environment"
     profile: str | None = None
     config_file: Path | None = None
+    host_from: str = HOST_ENV
+    token_from: str = TOKEN_ENV
 
     @property
     def tracking_uri(self) -> str:
@@ -166,126 +176,105 @@ class DatabricksConfig:
     def masked_token(self) -> str:
         return mask_token(self.token)
 
+    def sdk_config(self, timeout: float = 10):
+        """A databricks-sdk ``Config`` of this host and token for ``WorkspaceClient``: a
+        request may take ``timeout`` seconds, and retries stop after as long."""
+        offline_config, _ = _sdk_config_classes()
+        with temporary_environment(**{PROFILE_ENV: None}):  # this host and token, no profile
+            return offline_config(host=self.host, token=self.token, auth_type="pat",
+                                  http_timeout_seconds=timeout, retry_timeout_seconds=max(1, int(timeout)))
+
     def describe(self) -> str:
-        """A few lines for the reader: tracking URI, host, masked token, where they came from."""
-        return "\n".join(
-            [
-                f"Databricks configuration from {self.source}",
-                f"  tracking URI : {self.tracking_uri}",
-                f"  host         : {self.host}",
-                f"  token        : {self.masked_token}",
-            ]
-        )
+        """A few lines for the reader: where it came from, tracking URI, host, masked token."""
+        same = self.host_from == self.token_from
+        return "\n".join([
+            "Databricks configuration (read by databricks-sdk, nothing contacted)",
+            *([f"  from         : {self.host_from}"] if same else []),
+            f"  tracking URI : {self.tracking_uri}",
+            f"  host         : {self.host}" + ("" if same else f"   (from {self.host_from})"),
+            f"  token        : {self.masked_token}" + ("" if same else f"   (from {self.token_from})"),
+        ])
 
     def __repr__(self) -> str:
-        return (
-            f"DatabricksConfig(host={self.host!r}, token={self.masked_token!r}, "
-            f"source={self.source!r}, profile={self.profile!r})"
-        )
+        return (f"DatabricksConfig(host={self.host!r}, token={self.masked_token!r}, "
+                f"profile={self.profile!r}, config_file={self.config_file!r})")
 
     __str__ = describe
 
 
-def databricks_config_file(environ: Mapping[str, str] | None = None) -> Path:
-    """``$DATABRICKS_CONFIG_FILE`` or ``~/.databrickscfg`` (the file the Databricks CLI writes)."""
-    environ = os.environ if environ is None else environ
-    configured = environ.get(CONFIG_FILE_ENV, "").strip()
-    return Path(configured).expanduser() if configured else Path.home() / ".databrickscfg"
+def read_databricks_config(profile: str = "", config_file: str | Path | None = None) -> DatabricksConfig | None:
+    """The Databricks host and token this kernel would use, checked; None when there is none.
 
-
-def read_databricks_config(
-    host: str = "",
-    profile: str = "",
-    *,
-    environ: Mapping[str, str] | None = None,
-    config_file: str | Path | None = None,
-) -> DatabricksConfig | None:
-    """Read and check the Databricks configuration; None when there is none.
-
-    In MLflow's order: a named ``profile`` (or ``$DATABRICKS_CONFIG_PROFILE``) from the
-    config file; else ``DATABRICKS_HOST``/``DATABRICKS_TOKEN`` from the environment (``host``,
-    when given, replaces ``DATABRICKS_HOST``); else the file's ``[DEFAULT]`` profile.
-    Tokens come only from the environment or the file, never from an argument, so that a
-    token never ends up in a notebook's parameters. Raises :class:`CourseError` with a
-    message naming the variable when a value is malformed.
+    databricks-sdk finds them as for a ``databricks`` tracking URI: ``DATABRICKS_HOST`` and
+    ``DATABRICKS_TOKEN`` first (value by value), then the ``profile`` (or
+    ``$DATABRICKS_CONFIG_PROFILE``) of ``config_file`` (``$DATABRICKS_CONFIG_FILE`` or
+    ``~/.databrickscfg``), else its ``[DEFAULT]`` profile. Nothing is contacted. Raises
+    :class:`CourseError` saying what to fix: a malformed value, a missing profile, or a
+    file holding a token that other users can read.
     """
-    environ = os.environ if environ is None else environ
-    path = Path(config_file).expanduser() if config_file else databricks_config_file(environ)
-    profile = profile.strip() or environ.get(PROFILE_ENV, "").strip()
-    if profile:
-        if host:
-            raise CourseError(
-                f"Both a host ({host!r}) and a profile ({profile!r}) were given. A profile "
-                "brings its own host: leave `databricks_host` empty, or leave the profile empty."
-            )
-        return _config_from_profile(path, profile, named=True)
-
-    env_host = environ.get(HOST_ENV, "")
-    env_token = environ.get(TOKEN_ENV, "")
-    host = host or env_host
-    if host or env_token:
-        host_name = HOST_ENV if host == env_host else "databricks_host"
-        if not host:
-            raise CourseError(
-                f"{TOKEN_ENV} is set but {HOST_ENV} is not. Set {HOST_ENV} to your workspace "
-                f"address, for example `export {HOST_ENV}={EXAMPLE_HOST}`."
-            )
-        if not env_token:
-            raise CourseError(
-                f"{host_name} is set but {TOKEN_ENV} is not. Export the token in the shell "
-                f"that starts Jupyter (`export {TOKEN_ENV}=dapi...`), or put host and token "
-                f"in a profile of {path.name}; the course never takes a token as a parameter."
-            )
-        host = check_databricks_host(host, host_name)
-        check_databricks_token(env_token, TOKEN_ENV)
-        return DatabricksConfig(host=host, token=env_token, source="the environment")
-
-    if path.is_file() and _read_profiles(path).has_option("DEFAULT", "host"):
-        return _config_from_profile(path, "DEFAULT", named=False)
-    return None
-
-
-def _read_profiles(path: Path) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None)
+    _, resolved_settings = _sdk_config_classes()
     try:
-        parser.read(path, encoding="utf-8")
+        settings = resolved_settings(profile=profile.strip() or None,
+                                     config_file=str(config_file) if config_file else None)
     except configparser.Error as error:
         raise CourseError(
-            f"{path} is not a valid Databricks config file ({type(error).__name__}). Each "
-            "profile is a `[name]` line followed by `host = ...` and `token = ...` lines."
+            f"{config_file or '~/.databrickscfg'} is not a valid Databricks config file "
+            f"({type(error).__name__}). Each profile is a `[name]` line, then `host = ...` and "
+            "`token = ...` lines."
         ) from None
-    return parser
+    except ValueError as error:
+        raise CourseError(_profile_problem(str(error), profile, config_file)) from None
+    path = Path(settings.config_file or "~/.databrickscfg").expanduser()
+    if settings.profile and not path.is_file():  # the SDK passes over a missing file
+        raise CourseError(
+            f"Profile [{settings.profile}] was asked for, but there is no file {path}. Create it "
+            f"with `databricks configure --profile {settings.profile}`, or write it: a "
+            f"`[{settings.profile}]` line, then `host = https://...` and `token = dapi...`."
+        )
+    in_file = f"profile [{settings.profile or 'DEFAULT'}] of {path}"
+    host_from = HOST_ENV if os.environ.get(HOST_ENV) else in_file
+    token_from = TOKEN_ENV if os.environ.get(TOKEN_ENV) else in_file
+    read_file = (settings.host and host_from == in_file) or (settings.token and token_from == in_file)
+    if read_file:
+        _check_private(path)
+    if not settings.host and not settings.token:
+        if settings.profile:
+            raise CourseError(f"The {in_file} has no `host = ...` and no `token = ...` line. Add them.")
+        return None
+    if not settings.host:
+        raise CourseError(
+            f"A token was found ({token_from}) but no host: set {HOST_ENV} to your workspace's "
+            f"address (`export {HOST_ENV}={EXAMPLE_HOST}`), or add a `host = ...` line."
+        )
+    if not settings.token:
+        raise CourseError(
+            f"A host was found ({host_from}) but no personal access token: export {TOKEN_ENV} "
+            "in the shell that starts Jupyter, or add a `token = dapi...` line to the profile. "
+            "(With OAuth, `databricks auth login`, MLflow needs no token; this check is for tokens.)"
+        )
+    host = check_databricks_host(settings.host, HOST_ENV if host_from == HOST_ENV else f"`host` in the {in_file}")
+    check_databricks_token(settings.token, TOKEN_ENV if token_from == TOKEN_ENV else f"`token` in the {in_file}")
+    return DatabricksConfig(host, settings.token, settings.profile, path if read_file else None, host_from, token_from)
 
 
-def _config_from_profile(path: Path, profile: str, *, named: bool) -> DatabricksConfig:
-    if not path.is_file():
+def _profile_problem(error: str, profile: str, config_file) -> str:
+    match = re.search(r"resolve: (.+) has no (.+) profile configured", error)
+    if not match:
+        return f"databricks-sdk could not read the configuration: {redact(error)}"
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(Path(match[1]).expanduser(), encoding="utf-8")
+    known = ", ".join(f"[{name}]" for name in ["DEFAULT"] * bool(parser.defaults()) + parser.sections())
+    return (f"There is no profile [{match[2]}] in {match[1]} (profiles there: {known or 'none'}). "
+            "Names are case-sensitive: use one of them, or add it.")
+
+
+def _check_private(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
         raise CourseError(
-            f"Profile {profile!r} was asked for, but there is no {path}. Create it with "
-            f"`databricks configure --profile {profile}` or by hand: a `[{profile}]` line, "
-            "then `host = https://...` and `token = dapi...`."
+            f"{path} holds a token and other users of this machine can read it (mode {mode:o}). "
+            f"Make it yours only: `chmod 600 {path}`, or `os.chmod(path, 0o600)` in Python."
         )
-    parser = _read_profiles(path)
-    if profile != "DEFAULT" and not parser.has_section(profile):
-        known = ", ".join(parser.sections()) or "none"
-        raise CourseError(
-            f"There is no profile [{profile}] in {path} (profiles there: {known}). "
-            "Use one of them, or add it."
-        )
-    where = f"profile [{profile}] of {path}"
-    host = parser.get(profile, "host", fallback="").strip()
-    token = parser.get(profile, "token", fallback="").strip()
-    if not host or not token:
-        missing = "host" if not host else "token"
-        raise CourseError(f"The {where} has no `{missing} = ...` line. Add it.")
-    host = check_databricks_host(host, f"`host` in the {where}")
-    check_databricks_token(token, f"`token` in the {where}")
-    return DatabricksConfig(
-        host=host,
-        token=token,
-        source=f"the {where}",
-        profile=profile if named else None,
-        config_file=path,
-    )
 
 
 @dataclass(frozen=True)
@@ -299,49 +288,21 @@ class ConnectionCheck:
         return self.message
 
 
-def check_databricks_connection(config: DatabricksConfig, timeout: int = 10) -> ConnectionCheck:
-    """List experiments on the workspace to see whether host and token work.
+def check_databricks_connection(config: DatabricksConfig, timeout: float = 10) -> ConnectionCheck:
+    """Ask the workspace who the token belongs to (databricks-sdk's
+    ``WorkspaceClient().current_user.me()``, the check ``mlflow.login()`` makes), within about
+    ``timeout`` seconds. Never raises for a network or credential problem: the result says
+    what went wrong in one sentence."""
+    from databricks.sdk import WorkspaceClient
 
-    Uses MLflow's client with tracking URI ``databricks`` (or ``databricks://<profile>``),
-    one attempt and a ``timeout`` in seconds, set only for this call. Never raises for a
-    network or credential problem: the result says what went wrong in one sentence.
-    """
-    import mlflow
-
-    changes: dict[str, str | None] = {
-        # One attempt, a short wait: a wrong host should fail in seconds, not minutes.
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout)),
-        # The databricks-sdk path first probes the host with its own retry budget of
-        # five minutes; MLflow's plain HTTP path honours the two settings above.
-        "MLFLOW_ENABLE_DB_SDK": "false",
-    }
-    if config.profile:
-        changes[PROFILE_ENV] = None
-        if config.config_file:
-            changes[CONFIG_FILE_ENV] = str(config.config_file)
-    else:
-        changes.update({HOST_ENV: config.host, TOKEN_ENV: config.token, PROFILE_ENV: None})
     try:
-        with temporary_environment(**changes):
-            client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
-            experiments = client.search_experiments(max_results=10)
+        me = WorkspaceClient(config=config.sdk_config(timeout)).current_user.me()
     except Exception as error:  # noqa: BLE001 - every failure becomes one sentence
-        message = explain_databricks_error(error, config.host, timeout)
-        return ConnectionCheck(False, redact(message, [config.token]))
-    return ConnectionCheck(
-        True,
-        f"Connected to {config.host} with token {config.masked_token}: it lists "
-        f"{len(experiments)} experiment(s) on the first page.",
-    )
+        return ConnectionCheck(False, redact(explain_databricks_error(error, config.host, timeout), [config.token]))
+    return ConnectionCheck(True, f"Connected to {config.host} as {me.user_name} with token {config.masked_token}.")
 
 
 # -- explaining failures ----------------------------------------------------------------
-def _first_line(error: BaseException) -> str:
-    lines = redact(str(error)).strip().splitlines()
-    return lines[0][:200] if lines else "(no message)"
-
-
 def _causes(error: BaseException) -> list[BaseException]:
     chain, seen = [], set()
     while error is not None and id(error) not in seen:
@@ -351,7 +312,8 @@ def _causes(error: BaseException) -> list[BaseException]:
     return chain
 
 
-def _http_status(error: BaseException) -> int | None:
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status behind an MLflow or databricks-sdk error, or None."""
     from mlflow.exceptions import MlflowException
 
     for item in _causes(error):
@@ -365,78 +327,70 @@ def _http_status(error: BaseException) -> int | None:
         response = getattr(item, "response", None)
         if getattr(response, "status_code", None):
             return response.status_code
+        if type(item).__module__.startswith("databricks.sdk"):
+            from databricks.sdk.errors.platform import STATUS_CODE_MAPPING
+
+            for code, kind in STATUS_CODE_MAPPING.items():  # Unauthenticated is 401, ...
+                if isinstance(item, kind):
+                    return code
     return None
 
 
 def _network_problem(error: BaseException, where: str, timeout: float | None) -> str | None:
     import requests
 
-    text = " ".join(f"{type(e).__name__} {e}" for e in _causes(error))
-    if any(isinstance(e, socket.gaierror) for e in _causes(error)) or "NameResolutionError" in text:
-        return (
-            f"The host name of {where} could not be resolved: check the address for typos, "
-            "or this machine has no network (no DNS)."
-        )
-    if any(isinstance(e, requests.exceptions.SSLError) for e in _causes(error)) or "SSLError" in text:
-        return (
-            f"The secure (TLS) connection to {where} failed: the address may not be a "
-            "Databricks workspace, or a proxy intercepts HTTPS."
-        )
-    if any(isinstance(e, (requests.exceptions.Timeout, TimeoutError)) for e in _causes(error)) or "timed out" in text:
+    causes = _causes(error)
+    text = " ".join(f"{type(e).__name__} {e}" for e in causes)
+    unreachable = (f"Could not connect to {where}: the server is down or unreachable from this "
+                   "machine (no network, firewall or proxy).")
+    if any(isinstance(e, socket.gaierror) for e in causes) or "NameResolutionError" in text:
+        return (f"The host name of {where} could not be resolved: check the address for typos, "
+                "or this machine has no network (no DNS).")
+    if any(isinstance(e, ConnectionRefusedError) for e in causes) or "NewConnectionError" in text:
+        return unreachable
+    if any(isinstance(e, requests.exceptions.SSLError) for e in causes) or "SSLError" in text:
+        return (f"The secure (TLS) connection to {where} failed: the address may not be a "
+                "Databricks workspace, or a proxy intercepts HTTPS.")
+    if any(isinstance(e, (requests.exceptions.Timeout, TimeoutError)) for e in causes) or "timed out" in text:
         wait = f" within {timeout:g} s" if timeout else ""
         return f"{where} did not answer{wait}: the network is slow or blocked (firewall, proxy, VPN)."
-    if any(isinstance(e, (requests.exceptions.ConnectionError, ConnectionError)) for e in _causes(error)):
-        return (
-            f"Could not connect to {where}: the server is down or unreachable from this "
-            "machine (no network, firewall or proxy)."
-        )
+    if any(isinstance(e, (requests.exceptions.ConnectionError, ConnectionError)) for e in causes):
+        return unreachable
     return None
+
+
+def _last_resort(error: BaseException, what: str, status: int | None) -> str:
+    if status:
+        return f"{what} answered with HTTP {status}."
+    lines = redact(str(error)).strip().splitlines()
+    return f"The request failed with {type(error).__name__}: {lines[0][:200] if lines else '(no message)'}"
 
 
 def explain_databricks_error(error: BaseException, host: str, timeout: float | None = None) -> str:
     """One sentence on why talking to the Databricks workspace at ``host`` failed."""
-    status = _http_status(error)
+    status = http_status(error)
     if status in (401, 403):
-        return (
-            f"The workspace at {host} refused the token (HTTP {status}): it has expired, was "
-            "revoked, was mistyped, or belongs to another workspace. Generate a new one under "
-            f"User settings > Developer > Access tokens and update {TOKEN_ENV}."
-        )
+        return (f"The workspace at {host} refused the token (HTTP {status}): it has expired, was "
+                "revoked, was mistyped, or belongs to another workspace. Generate a new one under "
+                f"User settings > Developer > Access tokens and update {TOKEN_ENV}.")
     if status == 404:
-        return (
-            f"{host} answered, but not with MLflow's API (HTTP 404): check that {HOST_ENV} "
-            "is the address of your workspace."
-        )
-    network = _network_problem(error, host, timeout)
-    if network:
-        return network
-    if status:
-        return f"The workspace at {host} answered with HTTP {status}; try again later."
-    return f"The check failed with {type(error).__name__}: {_first_line(error)}"
+        return (f"{host} answered, but not as a Databricks workspace does (HTTP 404): check that "
+                f"{HOST_ENV} is the address of your workspace.")
+    return _network_problem(error, host, timeout) or _last_resort(error, f"The workspace at {host}", status)
 
 
 def explain_tracking_error(error: BaseException, url: str) -> str:
     """One sentence on why a request to the tracking server at ``url`` failed."""
-    status = _http_status(error)
+    status = http_status(error)
     if status == 401:
-        return (
-            f"The server at {url} refused the login (HTTP 401 Unauthorized): the user name in "
-            f"{USERNAME_ENV} or the password in {PASSWORD_ENV} is wrong."
-        )
+        return (f"The server at {url} refused the login (HTTP 401 Unauthorized): the user name in "
+                f"{USERNAME_ENV} or the password in {PASSWORD_ENV} is wrong.")
     if status == 403:
-        return (
-            f"The server at {url} knows the user but refused the request (HTTP 403 Forbidden): "
-            "ask an admin for permission on this experiment."
-        )
-    network = _network_problem(error, url, None)
-    if network:
-        return network
-    if status:
-        return f"The server at {url} answered with HTTP {status}."
-    return f"The request failed with {type(error).__name__}: {_first_line(error)}"
+        return (f"The server at {url} knows the user but refused the request (HTTP 403 Forbidden): "
+                "ask an admin for permission on this experiment.")
+    return _network_problem(error, url, None) or _last_resort(error, f"The server at {url}", status)
 
 
-# -- credentials in the environment ---------------------------------------------------
 @contextlib.contextmanager
 def tracking_credentials(username: str, password: str) -> Iterator[None]:
     """Use these MLflow credentials for the block, then restore the previous ones."""
@@ -464,18 +418,16 @@ class BasicAuthSetup:
         return self.directory / "basic_auth.db"
 
     def __repr__(self) -> str:
-        return (
-            f"BasicAuthSetup(config={str(self.config_path)!r}, users={str(self.database_path)!r}, "
-            f"admin={self.admin_username!r}, admin_password='****')"
-        )
+        return (f"BasicAuthSetup(config={str(self.config_path)!r}, users={str(self.database_path)!r}, "
+                f"admin={self.admin_username!r}, admin_password='****')")
 
 
 def prepare_basic_auth(workspace: Workspace | None = None, admin_username: str = "admin") -> BasicAuthSetup:
     """Write (once) the auth config of the course server into ``<workspace>/auth/``.
 
     The admin password is generated with :func:`secrets.token_urlsafe` the first time and
-    kept in ``basic_auth.ini`` (readable by you only), because MLflow uses it only when it
-    creates the admin user in an empty user database. Later calls reuse the file.
+    kept in ``basic_auth.ini`` (readable by you only): MLflow uses it only when it creates
+    the admin user in an empty user database. Later calls reuse the file.
     """
     workspace = workspace or get_workspace()
     directory = workspace.path / "auth"
@@ -493,19 +445,17 @@ def prepare_basic_auth(workspace: Workspace | None = None, admin_username: str =
     # nobody knows any more, so start both afresh.
     (directory / "basic_auth.db").unlink(missing_ok=True)
     setup = BasicAuthSetup(directory, admin_username, secrets.token_urlsafe(24))
-    text = "\n".join(
-        [
-            "# MLflow basic-auth settings of the course server (written by utils.remote).",
-            "# The admin password below is used once, when the user database is created.",
-            "[mlflow]",
-            "default_permission = READ",
-            f"database_uri = sqlite:///{setup.database_path}",
-            f"admin_username = {setup.admin_username}",
-            f"admin_password = {setup.admin_password}",
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
-            "",
-        ]
-    )
+    text = "\n".join([
+        "# MLflow basic-auth settings of the course server (written by utils.remote).",
+        "# The admin password below is used once, when the user database is created.",
+        "[mlflow]",
+        "default_permission = READ",
+        f"database_uri = sqlite:///{setup.database_path}",
+        f"admin_username = {setup.admin_username}",
+        f"admin_password = {setup.admin_password}",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+        "",
+    ])
     descriptor = os.open(setup_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
@@ -545,18 +495,12 @@ class BackendStore:
         return f"{self.masked}  (from {self.source})"
 
 
-_STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
-
-
 def resolve_backend_store(
     uri: str = "", workspace: Workspace | None = None, environ: Mapping[str, str] | None = None
 ) -> BackendStore:
-    """The backend store for the course server.
-
-    ``uri`` (a notebook parameter) wins, but must not contain a password: a parameter is
-    written into the executed notebook. Else ``$COURSE_BACKEND_STORE_URI``; else the
-    workspace's SQLite store.
-    """
+    """The backend store for the course server: ``uri`` (a notebook parameter, which must
+    not contain a password: papermill writes parameters into the executed notebook), else
+    ``$COURSE_BACKEND_STORE_URI``, else the workspace's SQLite store."""
     environ = os.environ if environ is None else environ
     if uri.strip():
         store = BackendStore(uri.strip(), "the notebook parameter backend_store_uri")
@@ -572,7 +516,7 @@ def resolve_backend_store(
     else:
         workspace = workspace or get_workspace()
         return BackendStore(workspace.backend_store_uri, "the course workspace")
-    if store.kind not in _STORE_SCHEMES or "://" not in store.uri:
+    if store.kind not in ("sqlite", "postgresql", "mysql", "mssql") or "://" not in store.uri:
         raise CourseError(
             f"{store.masked!r} (from {store.source}) is not a database URI MLflow can use as a "
             "backend store. Use e.g. postgresql://USER@HOST:5432/DB or sqlite:///path/mlflow.db."
@@ -581,11 +525,9 @@ def resolve_backend_store(
 
 
 def _with_installed_driver(store: BackendStore) -> BackendStore:
-    """Name the PostgreSQL driver the course installs.
-
-    SQLAlchemy 2.1 reads a plain ``postgresql://`` as psycopg 3, which the course does not
-    install; its pinned driver is psycopg2, spelled ``postgresql+psycopg2://``.
-    """
+    """Name the PostgreSQL driver the course installs: SQLAlchemy 2.1 reads a plain
+    ``postgresql://`` as psycopg 3, which the course does not install; its pinned driver
+    is psycopg2, spelled ``postgresql+psycopg2://``."""
     from importlib.util import find_spec
 
     if store.uri.startswith("postgresql://") and not find_spec("psycopg") and find_spec("psycopg2"):
@@ -624,8 +566,8 @@ def start_auth_server(
     """Start ``mlflow server --app-name basic-auth`` on loopback; return the TrackingServer.
 
     Artifacts go through the server (``mlflow-artifacts:/``, stored under the workspace's
-    ``artifacts/``), so remote clients upload them over HTTP with their own login. A
-    database password is handed to the server in ``PGPASSWORD``, never on its command line.
+    ``artifacts/``), so clients upload them over HTTP with their own login. A database
+    password is handed to the server in ``PGPASSWORD``, never on its command line.
     """
     from utils.tracking import TrackingServer
 
@@ -640,7 +582,7 @@ def start_auth_server(
     }
     if backend_store.password:
         env["PGPASSWORD"] = backend_store.password
-    server = TrackingServer(
+    return TrackingServer(
         workspace=workspace,
         port=port,
         backend_store_uri=backend_store.uri_without_password,
@@ -649,58 +591,4 @@ def start_auth_server(
         extra_args=["--artifacts-destination", str(workspace.artifacts_dir)],
         env=env,
         **kwargs,
-    )
-    return server.start()
-
-
-def _admin_client(server_url: str):
-    import warnings
-
-    with warnings.catch_warnings():
-        # Loading the auth client warns about a Starlette module MLflow will replace.
-        warnings.filterwarnings("ignore", message=".*starlette.middleware.wsgi is deprecated")
-        from mlflow.server import get_app_client
-
-        return get_app_client("basic-auth", tracking_uri=server_url)
-
-
-def ensure_user(server_url: str, auth: BasicAuthSetup, username: str, password: str) -> str:
-    """Create ``username`` with ``password`` as the admin, or reset the password of an
-    existing user; return ``"created"`` or ``"updated"``."""
-    from mlflow.exceptions import MlflowException
-
-    with tracking_credentials(auth.admin_username, auth.admin_password):
-        admin = _admin_client(server_url)
-        try:
-            admin.get_user(username)
-        except MlflowException as error:
-            if _http_status(error) != 404:
-                raise CourseError(f"Could not look up user {username!r}: {explain_tracking_error(error, server_url)}") from None
-            admin.create_user(username, password)
-            return "created"
-        admin.update_user_password(username, password)
-        return "updated"
-
-
-def grant_experiment(
-    server_url: str, auth: BasicAuthSetup, experiment_name: str, username: str, permission: str = "EDIT"
-) -> str:
-    """As the admin, create ``experiment_name`` if needed and grant ``username`` a permission
-    on it (READ, EDIT, MANAGE or NO_PERMISSIONS); return the experiment id."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    with tracking_credentials(auth.admin_username, auth.admin_password):
-        client = mlflow.MlflowClient(tracking_uri=server_url)
-        experiment = client.get_experiment_by_name(experiment_name)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
-        admin = _admin_client(server_url)
-        try:
-            admin.grant_user_permission(username, "experiment", experiment_id, permission)
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-            # A grant from an earlier run: replace it, whatever its level was.
-            admin.revoke_user_permission(username, "experiment", experiment_id)
-            admin.grant_user_permission(username, "experiment", experiment_id, permission)
-    return experiment_id
+    ).start()

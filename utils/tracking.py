@@ -108,7 +108,7 @@ class TrackingServer:
         default_artifact_root: str | None = None,
         app_name: str | None = None,
         allowed_hosts: Sequence[str] | None = None,
-        startup_timeout: float = 90.0,
+        startup_timeout: float = 240.0,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         record: bool = False,
