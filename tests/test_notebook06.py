@@ -1,7 +1,9 @@
 """Notebook 06 reproduces each error it promises and proves each fix, twice in a row.
 
 Every section must really meet its error: a section whose error silently stops appearing
-(because MLflow changed, say) fails here by name, as does a fix that stopped working.
+(because MLflow changed, say) fails here by name, as does a fix that stopped working. The
+second run has MLFLOW_TRACKING_URI naming a separate server, which must stay untouched: the
+notebook works on the local workspace on purpose.
 """
 
 import re
@@ -9,7 +11,9 @@ import re
 import mlflow
 import pytest
 
-from tests.notebook_runner import cell_text, run_notebook, servers_of
+from tests.notebook_runner import NOTEBOOKS, cell_text, run_notebook, servers_of
+from tests.test_notebook01 import assert_quiet, separate_server
+from tools.runner import course_env, execute
 
 pytestmark = pytest.mark.full
 NAME = "06_troubleshooting.ipynb"
@@ -19,18 +23,47 @@ NAME = "06_troubleshooting.ipynb"
 def executed(tmp_path_factory):
     workspace = tmp_path_factory.mktemp("nb06-ws")
     out = tmp_path_factory.mktemp("nb06-out")
-    first = run_notebook(NAME, out / "first", workspace)
-    second = run_notebook(NAME, out / "second", workspace)
-    return first, second, workspace
+    with separate_server(tmp_path_factory.mktemp("nb06-remote") / "ws") as remote:
+        first = run_notebook(NAME, out / "first", workspace)
+        second = execute(NOTEBOOKS / NAME, out / "second" / NAME,
+                         env=course_env(workspace, MLFLOW_TRACKING_URI=remote.url))
+        others = mlflow.MlflowClient(remote.url)
+        remote_holds = ([e.name for e in others.search_experiments()], others.search_runs(["0"]),
+                        others.search_registered_models())
+    return first, second, workspace, remote.url, remote_holds
 
 
 def _both(executed):
     return executed[0], executed[1]
 
 
+def test_a_remote_tracking_uri_is_left_alone(executed):
+    first, second, workspace, remote_url, remote_holds = executed
+    assert remote_holds == (["Default"], [], [])
+    assert "is left alone" not in cell_text(first, "use_workspace(local=True)")
+    assert f"{remote_url} (from your environment) is left alone" in cell_text(second, "use_workspace(local=True)")
+    for notebook in _both(executed):
+        assert f"tracking URI: sqlite:///{workspace}/mlflow.db" in cell_text(notebook, "use_workspace(local=True)")
+
+
+def test_outputs_are_quiet_and_whole(executed):
+    for notebook in _both(executed):
+        assert_quiet(notebook)
+        text = "".join(cell_text(notebook, source) for source in ("transition_model_version_stage", '"a-wrong-password"'))
+        assert "releas\n" not in text and "Please see ht\n" not in text
+        assert "Add type hints" not in cell_text(notebook, "log_model(")
+
+
+def test_exercises_are_not_attempted_at_the_defaults(executed):
+    for notebook in _both(executed):
+        for check in ("ex06.q1.check()", "ex06.q2.check()"):
+            assert cell_text(notebook, check).startswith("Not attempted: exercise 06.")
+        assert re.search(r"stuck_run_id: [0-9a-f]{32} \| status: RUNNING", cell_text(notebook, "abandoned ="))
+
+
 def test_doctor_reports_without_secrets(executed):
     for notebook in _both(executed):
-        doctor = cell_text(notebook, "mlflow doctor")
+        doctor = cell_text(notebook, '"doctor", "--mask-envs"')
         assert "MLflow version" in doctor and "Tracking URI" in doctor
         assert "MLFLOW_TRACKING_URI: ***" in doctor  # values masked
 
@@ -44,7 +77,7 @@ def test_the_wrong_store(executed):
 
 
 def test_the_file_store_is_refused_then_allowed_then_migrated(executed):
-    first, _, workspace = executed
+    workspace = executed[2]
     for notebook in _both(executed):
         refused = cell_text(notebook, 'refused = inspection.run_mlflow_cli("experiments", "search"')
         assert "exit code: 1" in refused
@@ -69,8 +102,9 @@ def test_stages_warn_and_aliases_work(executed):
         stages = cell_text(notebook, "transition_model_version_stage")
         assert "FutureWarning: ``mlflow.tracking.client.MlflowClient.transition_model_version_stage`` is deprecated" in stages
         assert "FutureWarning: ``mlflow.tracking.client.MlflowClient.get_latest_versions`` is deprecated" in stages
+        assert "will be removed in a future major release. To learn more" in stages  # whole
         assert "[1, 2, 3]" in cell_text(notebook, "@champion")
-    _, second, workspace = executed
+    _, second, workspace = executed[:3]
     client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
     assert str(client.get_model_version_by_alias("troubleshooting-model", "champion").version) == "2"
     assert "champion is version 2" in cell_text(second, "get_model_version_by_alias")
@@ -86,9 +120,9 @@ def test_autologging_records_nothing_then_something(executed):
 
 
 def test_a_killed_run_is_found_and_closed(executed):
-    _, _, workspace = executed
+    workspace = executed[2]
     for notebook in _both(executed):
-        assert "the process ended with signal 9" in cell_text(notebook, "os.kill(os.getpid(), signal.SIGKILL)")
+        assert "the process ended with signal 9" in cell_text(notebook, "victim = start_a_run_and_get_killed(")
         closed = cell_text(notebook, "attributes.status = 'RUNNING'")
         assert "stuck: killed-mid-training RUNNING" in closed
         assert "now: [('killed-mid-training', 'KILLED')]" in closed
@@ -96,6 +130,9 @@ def test_a_killed_run_is_found_and_closed(executed):
     experiment = client.get_experiment_by_name("troubleshooting")
     killed = client.search_runs([experiment.experiment_id], filter_string="attributes.run_name = 'killed-mid-training'")
     assert [run.info.status for run in killed] == ["KILLED", "KILLED"]
+    # The exercise's runs stay RUNNING at the defaults, in an experiment of their own.
+    your_turn = client.get_experiment_by_name("troubleshooting-your-turn")
+    assert [run.info.status for run in client.search_runs([your_turn.experiment_id])] == ["RUNNING", "RUNNING"]
 
 
 def test_a_port_in_use(executed):
@@ -116,11 +153,14 @@ def test_the_host_header_and_cors_checks(executed):
         assert "with --cors-allowed-origins too: 200" in cell_text(notebook, "--cors-allowed-origins")
 
 
-def test_401_and_the_right_login(executed):
+def test_401_the_right_login_and_403(executed):
     for notebook in _both(executed):
+        assert cell_text(notebook, 'admin.create_user("learner", password)') == ""
         refused = cell_text(notebook, '"a-wrong-password"')
         assert "failed with error code 401 != 200" in refused
+        assert "on how to authenticate.'" in refused  # the message whole
         assert re.search(r"logged in: the server lists \d+ experiment\(s\)", cell_text(notebook, "logged in:"))
+        assert "failed with error code 403 != 200" in cell_text(notebook, 'create_run("0")')
 
 
 def test_no_server_is_left_running(executed):

@@ -133,3 +133,26 @@ def test_server_does_not_outlive_a_killed_parent(workspace, tmp_path):
         time.sleep(0.5)
     assert _group_is_gone(pgid), "the server outlived its killed parent"
 
+
+
+def test_mlflow_command_is_the_terminal_form_of_the_same_server(tmp_path):
+    """What notebook 01 prints for the learner to type: plain `mlflow server` with the same
+    options, paths below the given folder relative to it, other paths left absolute."""
+    from pathlib import Path
+
+    from utils.workspace import Workspace
+
+    course = tmp_path / "course"
+    inside = TrackingServer(workspace=Workspace(course / "workspace"), port=5000)
+    command = inside.mlflow_command(relative_to=course)
+    assert command[:2] == ["mlflow", "server"] and command[2:] != inside.server_options()
+    options = dict(zip(command[2::2], command[3::2]))
+    assert options["--backend-store-uri"] == "sqlite:///workspace/mlflow.db"
+    assert options["--default-artifact-root"] == "workspace/artifacts"
+    assert options["--port"] == "5000" and options["--host"] == "127.0.0.1"
+    # Read from the course folder, the relative forms name the server's own files.
+    relative_db = Path(options["--backend-store-uri"].removeprefix("sqlite:///"))
+    assert course / relative_db == inside.workspace.db_path
+    outside = TrackingServer(workspace=Workspace(tmp_path / "elsewhere"), port=5000)
+    assert outside.mlflow_command(relative_to=course)[2:] == outside.server_options()
+    assert outside.mlflow_command()[2:] == outside.server_options()

@@ -1,14 +1,16 @@
 """The course workspace: where every notebook's MLflow store lives."""
 
+import contextlib
 import os
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from tests.notebook_runner import workspace_store
+from tests.notebook_runner import course_environment, workspace_store
+from utils.env import temporary_environment
 from utils.errors import CourseError
-from utils.workspace import get_workspace, repo_root, use_workspace, workspace_path
+from utils.workspace import TRACKING_URI_ENV, get_workspace, repo_root, use_workspace, workspace_path
 
 
 def test_default_workspace_is_in_the_repo(monkeypatch):
@@ -168,3 +170,75 @@ def test_a_fresh_workspace_survives_first_use_by_four_processes_at_once(tmp_path
     client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("first-use").experiment_id])
     assert len(runs) == 3
+
+
+# -- use_workspace(local=True): notebooks 01 and 06 stay on this machine -------------------
+@contextlib.contextmanager
+def _readers_environment(workspace: Path, **variables: str):
+    """COURSE_WORKSPACE=workspace and the reader's own ``variables`` (e.g. their
+    MLFLOW_TRACKING_URI) for the block; the environment and MLflow's URIs put back after."""
+    saved_uri = os.environ.get(TRACKING_URI_ENV)
+    with course_environment(workspace), temporary_environment(**{"MLFLOW_REGISTRY_URI": None, **variables}):
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(saved_uri)
+            mlflow.set_registry_uri(None)
+
+
+def _nobody_listens() -> str:
+    """The address of a tracking server that does not exist: using it would fail at once."""
+    from utils.tracking import find_free_port
+
+    return f"http://127.0.0.1:{find_free_port()}"
+
+
+def test_local_workspace_wins_over_the_readers_tracking_uri(tmp_path, capsys):
+    remote = _nobody_listens()
+    with _readers_environment(tmp_path / "ws", MLFLOW_TRACKING_URI=remote):
+        workspace = use_workspace(local=True)
+        assert mlflow.get_tracking_uri() == workspace.backend_store_uri
+        mlflow.set_experiment("stays-local")
+        with mlflow.start_run() as run:  # would fail to connect if it went to `remote`
+            mlflow.log_metric("x", 1.0)
+        assert os.environ[TRACKING_URI_ENV] == workspace.backend_store_uri
+    local = mlflow.MlflowClient(f"sqlite:///{tmp_path}/ws/mlflow.db")
+    assert local.get_run(run.info.run_id).data.metrics == {"x": 1.0}
+    note = capsys.readouterr().out
+    assert f"{remote} (from your environment) is left alone" in note
+
+
+def test_local_workspace_is_what_child_processes_use_too(tmp_path):
+    import subprocess
+    import sys
+
+    remote = _nobody_listens()
+    with _readers_environment(tmp_path / "ws", MLFLOW_TRACKING_URI=remote, MLFLOW_REGISTRY_URI=remote):
+        workspace = use_workspace(local=True)
+        assert mlflow.get_registry_uri() == workspace.backend_store_uri
+        assert mlflow.MlflowClient().search_registered_models() == []  # `remote` would refuse
+        child = subprocess.run(
+            [sys.executable, "-c", "import mlflow; print(mlflow.get_tracking_uri(), mlflow.get_registry_uri())"],
+            capture_output=True, text=True, check=True, timeout=120)
+    assert child.stdout.split() == [workspace.backend_store_uri] * 2
+
+
+def test_local_note_masks_a_password_and_is_silent_without_a_readers_uri(tmp_path, capsys):
+    from utils.tracking import find_free_port
+
+    remote = f"http://learner:s3cret-word@127.0.0.1:{find_free_port()}"
+    with _readers_environment(tmp_path / "ws", MLFLOW_TRACKING_URI=remote):
+        use_workspace(local=True)
+    note = capsys.readouterr().out
+    assert "s3cret-word" not in note and "learner:****@127.0.0.1" in note
+    with _readers_environment(tmp_path / "ws"):
+        use_workspace(local=True)
+        use_workspace(local=True)  # a second call finds the course's own URI: nothing set aside
+    assert capsys.readouterr().out == ""
+
+
+def test_without_local_the_readers_tracking_uri_still_wins(tmp_path):
+    remote = _nobody_listens()
+    with _readers_environment(tmp_path / "ws", MLFLOW_TRACKING_URI=remote):
+        use_workspace()
+        assert mlflow.get_tracking_uri() == remote

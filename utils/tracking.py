@@ -183,6 +183,16 @@ class TrackingServer:
         mlflow_executable()  # a clear message when the environment lacks MLflow's command
         return [sys.executable, "-m", "utils.tracking", *self.server_options()]
 
+    def mlflow_command(self, relative_to: str | os.PathLike | None = None) -> list[str]:
+        """The same server as a command to type in a terminal: ``mlflow server`` with
+        :meth:`server_options`. With ``relative_to`` (the terminal's folder), paths below
+        that folder are written relative to it, e.g. ``sqlite:///workspace/mlflow.db``."""
+        options = self.server_options()
+        if relative_to is not None:
+            folder = Path(relative_to).resolve()
+            options = [_relative_path_option(option, folder) for option in options]
+        return ["mlflow", "server", *options]
+
     def start(self) -> TrackingServer:
         """Start the server and wait until ``/health`` answers; return ``self``."""
         if self.is_running:
@@ -282,6 +292,16 @@ class TrackingServer:
             f"The MLflow server did not answer on {self.url}/health within "
             f"{self.startup_timeout:.0f} s. The end of its log {self.log_path}:\n{self.log_tail()}"
         )
+
+
+def _relative_path_option(option: str, folder: Path) -> str:
+    """``option`` with an absolute path below ``folder`` (plain, or in a ``sqlite:///`` URI)
+    written relative to ``folder``; any other option unchanged."""
+    scheme = "sqlite:///" if option.startswith("sqlite:////") else ""
+    path = Path(option[len(scheme):])
+    if not path.is_absolute() or not path.is_relative_to(folder):
+        return option
+    return scheme + str(path.relative_to(folder))
 
 
 def _write_record(workspace: Workspace, record: dict) -> None:

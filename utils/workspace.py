@@ -4,7 +4,8 @@ Every notebook of the course records into one *course workspace*: a folder that 
 the SQLite backend store (``mlflow.db``), the artifact store (``artifacts/``) and the
 logs of the servers the course starts. By default it is ``<repo>/workspace``;
 ``COURSE_WORKSPACE`` moves it. An explicit ``MLFLOW_TRACKING_URI`` wins over both, so a
-reader who points MLflow at a remote server keeps that choice.
+reader who points MLflow at a remote server keeps that choice, except in the notebooks that
+work on this machine on purpose (``use_workspace(local=True)``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from utils.errors import CourseError
 
 WORKSPACE_ENV = "COURSE_WORKSPACE"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
 # ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI (MLflow 3), so the course
 # notes the value it set itself; only a different value is the reader's own choice.
 _COURSE_SET_URI_ENV = "_COURSE_SET_TRACKING_URI"
@@ -93,23 +95,40 @@ def get_workspace(create: bool = True) -> Workspace:
     return workspace
 
 
-def use_workspace() -> Workspace:
+def use_workspace(local: bool = False) -> Workspace:
     """Point MLflow in this process at the course workspace and return it.
 
     Notebooks call this in their preamble. It sets the tracking URI (the reader's own
     ``MLFLOW_TRACKING_URI`` if there is one) and makes the workspace's ``artifacts/``
     folder the artifact root for experiments created through the local SQLite store.
+
+    ``local=True`` uses the workspace's own store whatever ``MLFLOW_TRACKING_URI`` says:
+    notebooks 01 and 06 work on this machine on purpose and change nothing on a remote
+    server. The variable (and ``MLFLOW_REGISTRY_URI``, if the reader set one) then names
+    the workspace's store, so that commands the notebook starts (``!mlflow ...``) use it
+    too, and one line says which URI was set aside.
     """
     import mlflow
 
     workspace = get_workspace()
     os.environ[_ARTIFACT_ROOT_ENV] = str(workspace.artifacts_dir)
-    uri, readers_own = workspace.tracking_uri, workspace.uses_explicit_tracking_uri
+    set_aside = readers_tracking_uri() if local else ""
+    readers_own = workspace.uses_explicit_tracking_uri and not local
+    uri = workspace.tracking_uri if readers_own else workspace.backend_store_uri
     if not readers_own:
         initialise_store(workspace)
     mlflow.set_tracking_uri(uri)
     if not readers_own:
-        os.environ[_COURSE_SET_URI_ENV] = uri
+        os.environ[TRACKING_URI_ENV] = os.environ[_COURSE_SET_URI_ENV] = uri
+    registry = os.environ.get(REGISTRY_URI_ENV, "").strip()
+    if local and registry and registry != uri:
+        set_aside = set_aside or registry
+        mlflow.set_registry_uri(uri)
+    if set_aside:
+        from utils.remote import mask_uri
+
+        print(f"This notebook works on the local course workspace; {mask_uri(set_aside)} "
+              "(from your environment) is left alone.")
     return workspace
 
 

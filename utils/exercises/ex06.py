@@ -1,0 +1,162 @@
+"""Exercises of notebook 06 (troubleshooting): repair a store URI, close a stuck run.
+
+Each check reads the MLflow store (the run the notebook logged, the run it left stuck),
+never a copy of the answer. A check never opens a SQLite file that does not exist, since
+opening one would create an empty store.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from utils.exercises import Exercise, Incorrect
+
+SQLITE = "sqlite:///"
+
+
+def _client(tracking_uri: str | None = None):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+
+def _workspace_db() -> Path:
+    from utils.workspace import get_workspace
+
+    return get_workspace(create=False).db_path
+
+
+def _namespace_run_id(namespace, name: str, where: str) -> str:
+    value = namespace.get(name)
+    run_id = getattr(getattr(value, "info", None), "run_id", value)
+    if not isinstance(run_id, str) or not run_id:
+        raise Incorrect(f"`{name}` is not defined: run the cells of {where} from the top first, "
+                        "then the exercise and this check.")
+    return run_id
+
+
+# -- 06.1 -----------------------------------------------------------------------------------
+def _check_fixed_uri(answers, namespace):
+    from mlflow.exceptions import MlflowException
+
+    uri = answers["fixed_uri"]
+    run_id = _namespace_run_id(namespace, "run", "the section *The wrong store*")
+    if isinstance(uri, os.PathLike):
+        raise Incorrect("`fixed_uri` is a path. MLflow wants a URI: for a SQLite file, "
+                        "`sqlite:///` followed by the file's path.")
+    if not isinstance(uri, str) or not uri.strip():
+        raise Incorrect("`fixed_uri` should be text, a tracking URI such as `sqlite:///...`.")
+    uri = uri.strip()
+    if uri.startswith(("http://", "https://")):
+        return _check_server(uri, run_id)
+    if not uri.startswith("sqlite:"):
+        if Path(uri.removeprefix("file://")).name == "mlflow.db":
+            raise Incorrect(f"{uri} names the file without saying it is a SQLite database; "
+                            "MLflow would take it for the old file store. Write it as a URI: "
+                            "`sqlite:///` followed by the file's absolute path.")
+        raise Incorrect(f"{uri!r} is not a tracking URI for a SQLite store: those start with "
+                        "`sqlite:///`.")
+    if not uri.startswith(SQLITE):
+        raise Incorrect(f"{uri} does not start with `sqlite:///` (three slashes), which is how "
+                        "a SQLite URI starts; the file's path follows.")
+    path = Path(uri[len(SQLITE):])
+    if not path.is_absolute():
+        if uri == "sqlite:///mlflow.db":
+            raise Incorrect("`sqlite:///mlflow.db` is still relative: it means the mlflow.db of "
+                            "whatever folder the program starts in. Name the file by its "
+                            "absolute path.")
+        if (Path("/") / path).exists():
+            raise Incorrect("Your URI has three slashes, then a path without its leading `/`, "
+                            "so it is read as relative to the current folder. An absolute path "
+                            "needs a fourth slash: `sqlite:///` followed by the path, `/` and "
+                            "all.")
+        raise Incorrect(f"{uri} names the file with a relative path, read from whatever folder "
+                        "the program starts in. Use the absolute path.")
+    if not path.exists():
+        raise Incorrect(f"There is no database at {path}. MLflow would create an empty one "
+                        "there, and find no run in it.")
+    try:
+        _client(uri).get_run(run_id)
+    except MlflowException:
+        raise Incorrect(f"The store {path} has no run {run_id}: it is another store than the "
+                        f"one the run was logged to ({_workspace_db()}).") from None
+    return (f"{uri} names the workspace's store by its absolute path, so any program finds "
+            "the run, from any folder.")
+
+
+def _check_server(uri: str, run_id: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    from utils.env import temporary_environment
+
+    # One quick try: a wrong address must not keep the check waiting through retries.
+    with temporary_environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5"):
+        try:
+            _client(uri).get_run(run_id)
+        except MlflowException as error:
+            raise Incorrect(f"Asked at {uri}, the run is not found ({str(error).splitlines()[0]}). "
+                            "Name the workspace's SQLite store instead.") from None
+    return f"the server at {uri} serves the workspace's store, so it finds the run too."
+
+
+q1 = Exercise(
+    key="06.1",
+    title="Repair a store URI that finds nothing",
+    answers=("fixed_uri",),
+    check=_check_fixed_uri,
+    hint=("The run lives in the workspace's `mlflow.db`, whose absolute path is "
+          "`workspace.db_path`. A SQLite URI is `sqlite:///` followed by the path, so an "
+          "absolute path gives four slashes."),
+    solution='fixed_uri = f"sqlite:///{workspace.db_path}"',
+    mistake='fixed_uri = f"sqlite://{workspace.db_path}"',
+)
+
+
+# -- 06.2 -----------------------------------------------------------------------------------
+def _check_closed_run(answers, namespace):
+    from mlflow.entities import Run
+
+    run_id = _namespace_run_id(namespace, "stuck_run_id", "the section *A run stuck in RUNNING*")
+    closed = answers["closed_run"]
+    status = _client().get_run(run_id).info.status
+    if not isinstance(closed, Run):
+        raise Incorrect("`closed_run` should be the run fetched again after you closed it: "
+                        "`client.get_run(stuck_run_id)`.")
+    if closed.info.run_id != run_id:
+        raise Incorrect(f"`closed_run` is the run {closed.info.run_name!r}, not the stuck one "
+                        "whose id is in `stuck_run_id`.")
+    if status == "RUNNING":
+        raise Incorrect("The run is still RUNNING in the store. Close it with "
+                        "`client.set_terminated(stuck_run_id, status=...)`.")
+    if status == "FINISHED":
+        raise Incorrect("The run is closed, but as FINISHED: that is what `set_terminated` "
+                        "records without a status, and it says the training ended normally. "
+                        "Its process was killed: give `status=\"KILLED\"` (you may call "
+                        "`set_terminated` again).")
+    if status == "FAILED":
+        raise Incorrect("FAILED says the code stopped with an error. This process was killed "
+                        "from outside: give `status=\"KILLED\"`.")
+    if status != "KILLED":
+        raise Incorrect(f"The run's status is {status}; a killed process's run should say "
+                        "KILLED.")
+    if closed.info.status != status:
+        raise Incorrect(f"The store says {status}, but `closed_run` says "
+                        f"{closed.info.status}: it was fetched before you closed the run. "
+                        "Fetch it again after `set_terminated`.")
+    return ("the run is KILLED and has an end time: the UI no longer shows it as running, "
+            "and its status says why it ended.")
+
+
+q2 = Exercise(
+    key="06.2",
+    title="Close a run stuck in RUNNING",
+    answers=("closed_run",),
+    check=_check_closed_run,
+    hint=("`client.set_terminated(run_id, status=...)` ends a run and records its status: "
+          "`FINISHED`, `FAILED` or `KILLED`. Then `client.get_run(run_id)` fetches it again."),
+    solution=('client.set_terminated(stuck_run_id, status="KILLED")\n'
+              "closed_run = client.get_run(stuck_run_id)"),
+    mistake=("client.set_terminated(stuck_run_id)\n"
+             "closed_run = client.get_run(stuck_run_id)"),
+)
