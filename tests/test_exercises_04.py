@@ -95,21 +95,21 @@ def _incorrect(exercise, namespace, *words):
     return verdict
 
 
-# -- 04.1 the best run ---------------------------------------------------------------------
+# -- 04.2 the best run ---------------------------------------------------------------------
 def test_best_run_untouched_is_not_attempted(store):
-    assert ex04.q1.evaluate(_namespace(store, best_run_id=...)).status == NOT_ATTEMPTED
+    assert ex04.q2.evaluate(_namespace(store, best_run_id=...)).status == NOT_ATTEMPTED
 
 
 def test_best_run_solution_is_correct(store):
-    verdict = ex04.q1.evaluate(_executed(ex04.q1.solution_code, _namespace(store)))
+    verdict = ex04.q2.evaluate(_executed(ex04.q2.solution_code, _namespace(store)))
     assert verdict.status == CORRECT, verdict
     assert "'lr=0.03'" in verdict.message and "0.800" in verdict.message
 
 
 def test_best_run_ascending_mistake_names_the_lowest(store):
-    namespace = _executed(ex04.q1.mistake, _namespace(store))
+    namespace = _executed(ex04.q2.mistake, _namespace(store))
     assert namespace["best_run_id"] == store["low"]
-    _incorrect(ex04.q1, namespace, "LOWEST", "DESC")
+    _incorrect(ex04.q2, namespace, "LOWEST", "DESC")
 
 
 @pytest.mark.parametrize("chosen, words", [
@@ -119,32 +119,32 @@ def test_best_run_ascending_mistake_names_the_lowest(store):
     ("elsewhere", ["in another experiment"]),
 ], ids=["second-best", "running", "unscored", "other-experiment"])
 def test_best_run_wrong_run_says_why(store, chosen, words):
-    _incorrect(ex04.q1, _namespace(store, best_run_id=store[chosen]), *words)
+    _incorrect(ex04.q2, _namespace(store, best_run_id=store[chosen]), *words)
 
 
 def test_best_run_a_table_instead_of_an_id_says_take_one(store):
     table = mlflow.search_runs(experiment_names=[EXPERIMENT], order_by=["metrics.val_accuracy DESC"])
-    _incorrect(ex04.q1, _namespace(store, best_run_id=table), "DataFrame", ".run_id.iloc[0]")
-    _incorrect(ex04.q1, _namespace(store, best_run_id=table.run_id), "Series", ".run_id.iloc[0]")
+    _incorrect(ex04.q2, _namespace(store, best_run_id=table), "DataFrame", ".run_id.iloc[0]")
+    _incorrect(ex04.q2, _namespace(store, best_run_id=table.run_id), "Series", ".run_id.iloc[0]")
 
 
 def test_best_run_unknown_id_is_incorrect(store):
-    _incorrect(ex04.q1, _namespace(store, best_run_id="0" * 32), "There is no run")
+    _incorrect(ex04.q2, _namespace(store, best_run_id="0" * 32), "There is no run")
 
 
 def test_best_run_without_the_notebooks_experiment_says_run_from_the_top(store):
     namespace = _namespace(store, best_run_id=store["high"], experiment_name="no-such-experiment")
-    _incorrect(ex04.q1, namespace, "`experiment_name` names no experiment")
+    _incorrect(ex04.q2, namespace, "`experiment_name` names no experiment")
     del namespace["experiment_name"]
-    _incorrect(ex04.q1, namespace, "`experiment_name` names no experiment")
+    _incorrect(ex04.q2, namespace, "`experiment_name` names no experiment")
 
 
 def test_best_run_in_an_experiment_without_scores_says_run_the_comparison(store):
     namespace = _namespace(store, best_run_id=store["high"], experiment_name=EMPTY)
-    _incorrect(ex04.q1, namespace, "No finished run of 'ex04-empty' has a val_accuracy")
+    _incorrect(ex04.q2, namespace, "No finished run of 'ex04-empty' has a val_accuracy")
 
 
-# -- 04.2 a metric's history over REST --------------------------------------------------------
+# -- 04.1 a metric's history over REST --------------------------------------------------------
 def _rest_entries(run_id):
     """What ``GET /api/2.0/mlflow/metrics/get-history`` answers, entry by entry: the same
     records, read through the client from the same store."""
@@ -153,14 +153,14 @@ def _rest_entries(run_id):
 
 
 def test_history_untouched_is_not_attempted(store):
-    assert ex04.q2.evaluate(_namespace(store, cpu_history=...)).status == NOT_ATTEMPTED
+    assert ex04.q1.evaluate(_namespace(store, cpu_history=...)).status == NOT_ATTEMPTED
 
 
 @pytest.mark.parametrize("form", ["values", "entries"])
 def test_history_every_value_in_step_order_is_correct(store, form):
     entries = sorted(_rest_entries(store["chapter02"]), key=lambda m: m["step"])
     given = [m["value"] for m in entries] if form == "values" else entries
-    verdict = ex04.q2.evaluate(_namespace(store, cpu_history=given))
+    verdict = ex04.q1.evaluate(_namespace(store, cpu_history=given))
     assert verdict.status == CORRECT, verdict
     assert "4 values" in verdict.message and "step 0 to 3" in verdict.message
 
@@ -169,41 +169,41 @@ def test_history_latest_value_only_is_the_mistakes_message(store):
     # The mistake asks runs/get, whose metrics are each metric's latest value (as here).
     latest = mlflow.MlflowClient().get_run(store["chapter02"]).data.metrics[CPU]
     assert latest == CPU_SAMPLES[-1]
-    _incorrect(ex04.q2, _namespace(store, cpu_history=[latest]), "latest value only",
+    _incorrect(ex04.q1, _namespace(store, cpu_history=[latest]), "latest value only",
                "has 4", "metrics/get-history")
 
 
 def test_history_in_the_wrong_order_says_sort_by_step(store):
-    _incorrect(ex04.q2, _namespace(store, cpu_history=CPU_SAMPLES[::-1]), "wrong order", "`step`")
+    _incorrect(ex04.q1, _namespace(store, cpu_history=CPU_SAMPLES[::-1]), "wrong order", "`step`")
 
 
 @pytest.mark.parametrize("given", [[1.0, 2.0], [], [CPU_SAMPLES[0]]],
                          ids=["other-values", "empty", "one-other-value"])
 def test_history_other_values_are_incorrect(store, given):
-    _incorrect(ex04.q2, _namespace(store, cpu_history=given), "not the history of", "metric_key")
+    _incorrect(ex04.q1, _namespace(store, cpu_history=given), "not the history of", "metric_key")
 
 
 def test_history_the_whole_json_says_take_its_metrics(store):
     answer = {"metrics": _rest_entries(store["chapter02"])}
-    _incorrect(ex04.q2, _namespace(store, cpu_history=answer), "whole JSON answer", "`metrics`")
+    _incorrect(ex04.q1, _namespace(store, cpu_history=answer), "whole JSON answer", "`metrics`")
 
 
 @pytest.mark.parametrize("given", [42.0, ["a", "b"], [{"step": 0}], None],
                          ids=["number", "words", "entries-without-value", "none"])
 def test_history_not_a_list_of_numbers_says_so(store, given):
-    _incorrect(ex04.q2, _namespace(store, cpu_history=given), "a list of numbers")
+    _incorrect(ex04.q1, _namespace(store, cpu_history=given), "a list of numbers")
 
 
 def test_history_of_a_run_without_samples_says_so(store):
     # A run with no system metrics (recorded without psutil, say) has no history to fetch.
     namespace = _namespace(store, run_id=store["high"], cpu_history=[])
-    _incorrect(ex04.q2, namespace, "no values of", CPU)
+    _incorrect(ex04.q1, namespace, "no values of", CPU)
 
 
 def test_history_without_the_notebooks_run_id_says_run_from_the_top(store):
     namespace = _namespace(store, cpu_history=CPU_SAMPLES)
     del namespace["run_id"]
-    _incorrect(ex04.q2, namespace, "`run_id` is not defined")
+    _incorrect(ex04.q1, namespace, "`run_id` is not defined")
 
 
 # -- 04.3 the parameters that differ -----------------------------------------------------------

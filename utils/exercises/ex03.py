@@ -89,7 +89,7 @@ def _check_note(answers: dict, namespace: dict) -> str:
 
 q1 = Exercise(
     key="03.1",
-    title="a note on your run",
+    title="A note on your run",
     answers=("noted_run_id",),
     check=_check_note,
     hint=(
@@ -157,7 +157,7 @@ def _check_comparison(answers: dict, namespace: dict) -> str:
 
 q2 = Exercise(
     key="03.2",
-    title="pooling, compared",
+    title="Pooling, compared",
     answers=("pooler_run_id", "comparison"),
     check=_check_comparison,
     hint=(

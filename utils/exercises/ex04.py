@@ -29,7 +29,7 @@ def _run(run_id: Any, what: str):
         raise Incorrect(f"There is no run {run_id!r} in this tracking store.") from None
 
 
-# -- 04.1 the best run ------------------------------------------------------------------
+# -- 04.2 the best run ------------------------------------------------------------------
 def _check_best(answers: dict, namespace: dict) -> str:
     name = namespace.get("experiment_name")
     experiment = _client().get_experiment_by_name(name) if isinstance(name, str) else None
@@ -66,9 +66,9 @@ def _check_best(answers: dict, namespace: dict) -> str:
                     "DESC\"]` and take the first row.")
 
 
-q1 = Exercise(
-    key="04.1",
-    title="the best run",
+q2 = Exercise(
+    key="04.2",
+    title="The best run",
     answers=("best_run_id",),
     check=_check_best,
     hint=(
@@ -90,7 +90,7 @@ best_run_id = best.run_id.iloc[0]''',
 )
 
 
-# -- 04.2 a metric's history over REST ------------------------------------------------------
+# -- 04.1 a metric's history over REST ------------------------------------------------------
 def _check_history(answers: dict, namespace: dict) -> str:
     run_id = namespace.get("run_id")
     if not isinstance(run_id, str):
@@ -125,9 +125,9 @@ def _check_history(answers: dict, namespace: dict) -> str:
                     f"{run_id} ({len(wanted)} values): check `metric_key` and `run_id`.")
 
 
-q2 = Exercise(
-    key="04.2",
-    title="a metric's history over REST",
+q1 = Exercise(
+    key="04.1",
+    title="A metric's history over REST",
     answers=("cpu_history",),
     check=_check_history,
     hint=(
@@ -177,7 +177,7 @@ def _check_differing(answers: dict, namespace: dict) -> str:
 
 q3 = Exercise(
     key="04.3",
-    title="what tells the two runs apart",
+    title="What tells the two runs apart",
     answers=("differing_params",),
     check=_check_differing,
     hint=(

@@ -93,7 +93,7 @@ def _check_champion(answers: dict, namespace: dict) -> str:
 
 q1 = Exercise(
     key="05.1",
-    title="a champion of your own",
+    title="A champion of your own",
     answers=("my_version",),
     check=_check_champion,
     hint=(
@@ -151,7 +151,7 @@ def _check_alias_load(answers: dict, namespace: dict) -> str:
 
 q2 = Exercise(
     key="05.2",
-    title="by its alias",
+    title="By its alias",
     answers=("my_champion_uri", "my_labels"),
     check=_check_alias_load,
     hint=(
@@ -191,7 +191,7 @@ def _check_request(answers: dict, namespace: dict) -> str:
 
 q3 = Exercise(
     key="05.3",
-    title="a request of your own",
+    title="A request of your own",
     answers=("my_reviews", "my_served_labels"),
     check=_check_request,
     hint=(
