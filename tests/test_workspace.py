@@ -242,3 +242,33 @@ def test_without_local_the_readers_tracking_uri_still_wins(tmp_path):
     with _readers_environment(tmp_path / "ws", MLFLOW_TRACKING_URI=remote):
         use_workspace()
         assert mlflow.get_tracking_uri() == remote
+
+
+def test_a_new_store_is_a_copy_of_the_empty_store_with_the_workspace_s_default(tmp_path):
+    """The one reach into MLflow's schema (utils.workspace._copy_empty_store): if MLflow's
+    `experiments` table changes, the copy is refused and this fails loudly, instead of every
+    new store quietly taking MLflow's seconds of migrations again."""
+    from utils.workspace import Workspace, _copy_empty_store, empty_store_template, store_cache
+
+    with temporary_environment(COURSE_STORE_CACHE=str(tmp_path / "cache")):
+        template = empty_store_template()
+        assert template.parent == store_cache() and mlflow.__version__ in template.name
+        made = template.stat().st_mtime_ns
+        assert empty_store_template().stat().st_mtime_ns == made  # made once, then reused
+        workspace = Workspace(tmp_path / "ws")
+        workspace.path.mkdir()
+        _copy_empty_store(workspace)
+        assert workspace.db_path.exists(), "the empty store could not be copied: has MLflow's schema changed?"
+        client = mlflow.MlflowClient(tracking_uri=workspace.backend_store_uri)
+        (default,) = client.search_experiments()
+        assert default.name == "Default" and default.artifact_location == str(workspace.artifacts_dir / "0")
+        assert client.get_experiment(client.create_experiment("second")).name == "second"
+
+
+def test_a_broken_cache_leaves_the_store_to_mlflow(tmp_path):
+    from utils.workspace import empty_store_template
+
+    with temporary_environment(COURSE_STORE_CACHE=str(tmp_path / "cache"), COURSE_WORKSPACE=str(tmp_path / "ws")):
+        empty_store_template().write_bytes(b"not a database")
+        with workspace_store(tmp_path / "ws") as workspace:
+            assert mlflow.MlflowClient().get_experiment("0").artifact_location == str(workspace.artifacts_dir / "0")

@@ -160,7 +160,71 @@ def initialise_store(workspace: Workspace) -> None:
 
     with workspace_lock(workspace, "store"), \
             temporary_environment(**{_ARTIFACT_ROOT_ENV: str(workspace.artifacts_dir)}):
+        if not workspace.db_path.exists():
+            _copy_empty_store(workspace)
         mlflow.MlflowClient(tracking_uri=workspace.backend_store_uri).search_experiments(max_results=1)
+
+
+# -- a new store in a tenth of a second ------------------------------------------------------
+# Creating a SQLite store runs MLflow's ~100 schema migrations: 5 to 10 s on a small machine,
+# paid by every new workspace (each test's, each fresh notebook run's). The course makes one
+# empty store per MLflow version, keeps it in a cache folder, and copies it. The one thing a
+# copy must change is where its Default experiment keeps artifacts: that takes one UPDATE of
+# MLflow's own `experiments` table, the course's only reach into MLflow's schema.
+# tests/test_workspace.py fails loudly if that table changes.
+STORE_CACHE_ENV = "COURSE_STORE_CACHE"
+_TEMPLATE_ROOT = "/course-template-artifacts"
+
+
+def store_cache() -> Path:
+    """``$COURSE_STORE_CACHE``, else ``$XDG_CACHE_HOME/mlflow-dl-course`` or ``~/.cache/...``."""
+    configured = os.environ.get(STORE_CACHE_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache"
+    return Path(base) / "mlflow-dl-course"
+
+
+def empty_store_template() -> Path:
+    """A migrated, empty store of the installed MLflow (made once, then reused)."""
+    import mlflow
+
+    folder = store_cache()
+    folder.mkdir(parents=True, exist_ok=True)
+    template = folder / f"empty-store-mlflow-{mlflow.__version__}.db"
+    with open(folder / ".template.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if not template.exists():
+            partial = folder / f".{template.name}.{os.getpid()}"
+            partial.unlink(missing_ok=True)
+            with temporary_environment(**{_ARTIFACT_ROOT_ENV: _TEMPLATE_ROOT}):
+                mlflow.MlflowClient(tracking_uri=f"sqlite:///{partial}").search_experiments(max_results=1)
+            os.replace(partial, template)
+    return template
+
+
+def _copy_empty_store(workspace: Workspace) -> None:
+    """Give a new workspace a copy of the empty store whose Default experiment keeps its
+    artifacts in the workspace. Any problem leaves no file: MLflow then makes the store."""
+    import shutil
+    import sqlite3
+    from contextlib import closing
+
+    partial = workspace.path / f".{workspace.db_path.name}.{os.getpid()}"
+    template = None
+    try:
+        template = empty_store_template()
+        shutil.copyfile(template, partial)
+        with closing(sqlite3.connect(partial)) as db, db:
+            changed = db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                                 (str(workspace.artifacts_dir / "0"),)).rowcount
+        if changed != 1:
+            raise sqlite3.DatabaseError("the empty store has no Default experiment")
+        os.replace(partial, workspace.db_path)
+    except (OSError, sqlite3.Error) as error:
+        partial.unlink(missing_ok=True)
+        if template is not None and isinstance(error, sqlite3.Error):
+            template.unlink(missing_ok=True)  # a damaged cache is made again next time
 
 
 def _ensure_writable(path: Path) -> None:
