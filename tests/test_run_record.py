@@ -25,8 +25,9 @@ from tests.notebook_runner import run_notebook, workspace_store
 from tools import batch
 from utils import training
 from utils.backbone import FOLDER_TAG, PACKAGE, packaged_backbone, portable_name
+from utils.env import temporary_environment
 from utils.errors import CourseError
-from utils.workspace import repo_root
+from utils.workspace import PROCESS_VARIABLES, repo_root
 
 NB03 = training.TRAINING_NOTEBOOK
 # Autologging's own params, which a course run has besides the course's.
@@ -197,21 +198,29 @@ def _run_ids() -> set[str]:
 
 
 @pytest.fixture
-def rerun(store, tmp_path, capsys):
-    """``python -m tools.batch rerun RUN_ID --output OUT`` in this process; returns
-    (exit code, stderr), after checking that nothing was written."""
+def rerun(store, tmp_path, capsys, monkeypatch):
+    """``python -m tools.batch rerun RUN_ID --output OUT`` in this process, which MLflow then
+    knows nothing about but ``COURSE_WORKSPACE``, as in a new one; returns (exit code,
+    stderr), after checking that nothing was written."""
     papermill_logger = logging.getLogger("papermill")
     level = papermill_logger.level  # main() quiets papermill's logger for the process
+    # MLflow's default store, if anything fell back to it, would appear here.
+    monkeypatch.chdir(tmp_path)
 
     def call(run_id: str):
         before = _run_ids()
+        saved_uri = mlflow.get_tracking_uri()
         try:
-            code = batch.main(["rerun", run_id, "--output", str(tmp_path / "out"), "--no-progress"])
+            with temporary_environment(**dict.fromkeys(PROCESS_VARIABLES, None)):
+                mlflow.set_tracking_uri(None)
+                code = batch.main(["rerun", run_id, "--output", str(tmp_path / "out"), "--no-progress"])
         finally:
+            mlflow.set_tracking_uri(saved_uri)
             papermill_logger.setLevel(level)
         captured = capsys.readouterr()
         assert _run_ids() == before, "a refused rerun must make no run"
         assert not (tmp_path / "out").exists(), "a refused rerun must write no executed copy"
+        assert sorted(p.name for p in tmp_path.iterdir()) == [], "nor a store of its own"
         return code, captured.err
     return call
 
