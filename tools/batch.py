@@ -875,7 +875,7 @@ def plan_rerun(run_id: str, store: RunStore, folder: Path):
             "Copy the id from the run's page or from `mlflow runs describe`, and check that "
             "MLFLOW_TRACKING_URI (or COURSE_WORKSPACE) names the store that holds it."
         ) from None
-    parameters = parameters_from_run(recorded)
+    parameters = parameters_from_run(recorded, store.client)
     notebook = resolve_notebook(recorded.data.tags[NOTEBOOK_TAG], course_notebooks(folder),
                                 f"run {run_id} was made by a notebook that is gone")
     declared = declared_parameters(notebook)
