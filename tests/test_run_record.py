@@ -233,6 +233,25 @@ def test_rerun_of_an_unknown_run_id(rerun):
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_rerun_in_a_workspace_that_does_not_exist_creates_none(tmp_path, capsys, monkeypatch):
+    # A mistyped COURSE_WORKSPACE: the run is not there, and no new store appears.
+    missing = tmp_path / "no-such-workspace"
+    monkeypatch.chdir(tmp_path)
+    saved_uri = mlflow.get_tracking_uri()
+    try:
+        with temporary_environment(COURSE_WORKSPACE=str(missing), **dict.fromkeys(PROCESS_VARIABLES, None)):
+            mlflow.set_tracking_uri(None)
+            code = batch.main(["rerun", "0" * 32, "--output", str(tmp_path / "out"), "--no-progress"])
+    finally:
+        mlflow.set_tracking_uri(saved_uri)
+        logging.getLogger("papermill").setLevel(logging.NOTSET)
+    err = capsys.readouterr().err
+    assert code == batch.EXIT_USAGE
+    assert err.startswith(f"error: There is no run '{'0' * 32}'") and str(missing) in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing may be written"
+
+
 def test_rerun_of_a_run_no_course_notebook_made(rerun):
     run_id = record(course=False)
     code, err = rerun(run_id)
