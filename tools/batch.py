@@ -867,6 +867,12 @@ def plan_rerun(run_id: str, store: RunStore, folder: Path):
     from utils.training import NOTEBOOK_TAG, parameters_from_run
 
     run_id = run_id.strip()
+    if store.db_path is not None and not store.db_path.exists():
+        # Asking MLflow would create an empty store there (and say so on stderr).
+        raise CourseError(
+            f"There is no run {run_id!r}: the tracking store {store.db_path} does not exist. "
+            "Check that COURSE_WORKSPACE (or MLFLOW_TRACKING_URI) names the store that holds it."
+        )
     try:
         recorded = store.client.get_run(run_id)
     except MlflowException:
