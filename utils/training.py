@@ -265,7 +265,7 @@ def provenance_tags(params: RunParameters, notebook: str = TRAINING_NOTEBOOK) ->
     return tags
 
 
-def parameters_from_run(run) -> dict[str, Any]:
+def parameters_from_run(run, client=None) -> dict[str, Any]:
     """The notebook parameters that train ``run`` (an MLflow Run made by the course) again.
 
     The inverse of :func:`loggable_params`: every name listed in the run's
@@ -301,7 +301,8 @@ def parameters_from_run(run) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             value = text  # plain words: "freeze", "mean", "auto"
         values[name] = list(value) if isinstance(value, tuple) else value
-    experiment = mlflow.MlflowClient().get_experiment(run.info.experiment_id)
+    # The store the run came from: `client`, else the one MLflow is pointed at.
+    experiment = (client or mlflow.MlflowClient()).get_experiment(run.info.experiment_id)
     return {"experiment_name": experiment.name, "run_name": run.info.run_name, **values}
 
 
