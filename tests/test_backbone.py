@@ -87,7 +87,7 @@ def test_a_changed_folder_cannot_train_the_run_again(model_folder):
 
 def test_a_folder_that_is_gone_or_not_recorded_is_named(model_folder, tmp_path):
     recorded = portable_name(str(model_folder))
-    with pytest.raises(CourseError, match=rf"local backbone folder 'my-model', and its folder \(not recorded\)"):
+    with pytest.raises(CourseError, match=r"local backbone folder 'my-model', and its folder \(not recorded\)"):
         parameter_from_record(recorded, None)
     with pytest.raises(CourseError, match="is not on this machine"):
         parameter_from_record(recorded, str(tmp_path / "gone"))

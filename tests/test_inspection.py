@@ -1,5 +1,8 @@
 """Inspection helpers, on a real SQLite store with a small PyTorch model logged by MLflow."""
 
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -33,20 +36,25 @@ def store(tmp_path_factory):
         yield workspace, run.info.run_id, info, bare.info.run_id
 
 
+def _on_disk(uri: str) -> Path:
+    """The folder of a local artifact URI (a plain path or ``file://...``)."""
+    return Path(unquote(urlparse(uri).path))
+
+
 def test_the_logged_model_is_found_on_disk_apart_from_the_run(store):
     workspace, run_id, info, _ = store
     model = training.logged_model_of_run(run_id)
     assert model.model_id == info.model_id and model.source_run_id == run_id
-    folder = inspection.local_path(model.artifact_location)
+    folder = _on_disk(model.artifact_location)
     assert folder.is_dir() and folder.is_relative_to(workspace.artifacts_dir)
     assert folder.parent.name == info.model_id and folder.parent.parent.name == "models"
-    run_folder = inspection.local_path(mlflow.get_run(run_id).info.artifact_uri)
+    run_folder = _on_disk(mlflow.get_run(run_id).info.artifact_uri)
     assert not (run_folder / "model").exists()  # not the chapter's run/model/ any more
 
 
 def test_tree_shows_every_file_of_the_model(store):
     _, run_id, _, _ = store
-    folder = inspection.local_path(training.logged_model_of_run(run_id).artifact_location)
+    folder = _on_disk(training.logged_model_of_run(run_id).artifact_location)
     tree = inspection.folder_tree(folder)
     lines = tree.splitlines()
     assert lines[0] == "artifacts/"
@@ -66,7 +74,7 @@ def test_artifact_tree_asks_mlflow_and_draws_the_same_tree(store):
     _, run_id, _, _ = store
     model = training.logged_model_of_run(run_id)
     listed = inspection.artifact_tree(model.artifact_location)
-    on_disk = inspection.folder_tree(inspection.local_path(model.artifact_location))
+    on_disk = inspection.folder_tree(_on_disk(model.artifact_location))
     assert listed == on_disk
     assert "model.pth" in listed and listed.splitlines()[0] == "artifacts/"
     shallow = inspection.artifact_tree(mlflow.get_run(run_id).info.artifact_uri, max_depth=1, sizes=False)
@@ -95,25 +103,9 @@ def test_creating_an_existing_experiment_fails_with_one_clear_line(store):
     assert "\n" not in message and "sqlite3" not in message
 
 
-# register_model_once is no longer used by notebook 05 (it calls mlflow.register_model);
-# kept, and tested, until the helper goes.
-def test_registering_twice_returns_the_same_version(store):
-    _, run_id, info, _ = store
-    first, created = inspection.register_model_once(info.model_uri, "inspection-model")
-    again, created_again = inspection.register_model_once(info.model_uri, "inspection-model")
-    assert created and not created_again
-    assert first.version == again.version == 1 and again.run_id == run_id
-
-
 def test_run_without_a_model_has_none(store):
     _, _, _, bare_run_id = store
     assert training.logged_model_of_run(bare_run_id) is None
-
-
-def test_remote_artifact_locations_are_refused_with_advice():
-    with pytest.raises(CourseError, match="download_artifacts"):
-        inspection.local_path("s3://bucket/1/models/m-1/artifacts")
-    assert str(inspection.local_path("file:///srv/a%20b")) == "/srv/a b"
 
 
 def test_chart_compares_runs_and_rejects_unknown_metrics(store):

@@ -12,7 +12,6 @@ import socket
 import stat
 import subprocess
 import threading
-import time
 
 import mlflow
 import pytest

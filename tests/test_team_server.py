@@ -121,7 +121,7 @@ def test_the_notebooks_used_the_team_server(team):
     assert "mlflow-artifacts:/" in output_text(nb04)  # mlflow experiments search, on the server
     assert "Skipped: the store is the server's" in output_text(nb05)
     assert "same labels as pyfunc: True" in output_text(nb05)
-    assert f"-m models:/imdb-sentiment-classifier@champion" in output_text(nb05)
+    assert "-m models:/imdb-sentiment-classifier@champion" in output_text(nb05)
 
 
 @pytest.mark.parametrize("team", ["basic-auth"], indirect=True)

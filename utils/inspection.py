@@ -1,8 +1,8 @@
 """Look at what MLflow recorded: runs, the ``mlflow`` command line, logged models on disk.
 
 The notebooks use these helpers for the parts that are plumbing (running the CLI and
-picking out its error, drawing a folder tree, a bar chart of runs, registering a model
-only once) so that their cells can stay about MLflow's own calls.
+picking out its error, drawing a folder or artifact tree, a bar chart of runs) so that their
+cells can stay about MLflow's own calls.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from utils.errors import CourseError
 
@@ -106,24 +105,6 @@ def plot_run_comparison(runs, metrics: Sequence[str], label: str = "tags.mlflow.
 
 
 # -- logged models and artifacts on disk -------------------------------------------------
-def local_path(uri: str) -> Path:
-    """The local folder of an artifact URI (``file://...`` or a plain path).
-
-    Raises :class:`CourseError` for remote stores (``s3://``, ``http://``, ``dbfs:/`` ...),
-    whose files are not on this disk: download them with ``mlflow.artifacts.download_artifacts``.
-    """
-    parsed = urlparse(str(uri))
-    if parsed.scheme in ("", "file"):
-        return Path(unquote(parsed.path) if parsed.scheme else str(uri))
-    if len(parsed.scheme) == 1:  # a Windows drive letter, "C:\\..."
-        return Path(str(uri))
-    raise CourseError(
-        f"{uri} is not a folder on this machine. This notebook reads the course workspace "
-        "on disk: unset MLFLOW_TRACKING_URI (or set it to empty) and run it again, or "
-        "fetch the files with mlflow.artifacts.download_artifacts(...)."
-    )
-
-
 def _draw(name: str, children, max_depth: int | None, sizes: bool) -> str:
     """A ``tree``-like drawing. ``children(entry)`` lists an entry's ``(name, is_dir, size,
     entry)`` tuples; ``None`` as the entry means the top."""
@@ -209,22 +190,3 @@ def show_file(path: str | os.PathLike, max_lines: int = 40, tail: int = 0) -> No
     print(f"... ({len(lines) - max_lines - tail} lines left out) ...")
     if tail:
         print("\n".join(lines[-tail:]))
-
-
-# -- the model registry --------------------------------------------------------------------
-def register_model_once(model_uri: str, name: str, client=None):
-    """Register ``model_uri`` under ``name`` unless that exact model is already a version.
-
-    Registering is not idempotent in MLflow: each call makes a new version. Notebooks
-    run many times, so this returns the existing version of the same source when there
-    is one, and registers otherwise. Returns ``(model_version, created)``.
-    """
-    import mlflow
-
-    client = client or mlflow.MlflowClient()
-    escaped = name.replace("'", "\\'")
-    for version in client.search_model_versions(f"name = '{escaped}'"):
-        if version.source == model_uri:
-            return version, False
-    return mlflow.register_model(model_uri, name), True
-

@@ -668,12 +668,17 @@ def find_example_run(experiment_name: str = DEFAULTS["experiment_name"],
 
 def find_run(params: RunParameters) -> str | None:
     """The newest FINISHED run named ``params.run_name`` in ``params.experiment_name`` that
-    logged a model and whose logged parameters equal :func:`loggable_params` of ``params``."""
+    logged a model and whose logged parameters equal :func:`loggable_params` of ``params``;
+    one that is not a re-run (tag :data:`RERUN_TAG`) when there is one."""
     import mlflow
 
     client = mlflow.MlflowClient()
     wanted = loggable_params(params)
-    for run in _finished_runs_named(params.experiment_name, params.run_name, client):
+    runs = _finished_runs_named(params.experiment_name, params.run_name, client)
+    # A run trained again from another's record (notebook 04, tools.batch rerun) is equal to
+    # it; the original comes first, so that re-runs do not chain.
+    runs.sort(key=lambda run: RERUN_TAG in run.data.tags)
+    for run in runs:
         logged = {name: run.data.params.get(name) for name in wanted}
         if logged == wanted and logged_model_of_run(run.info.run_id, client) is not None:
             return run.info.run_id
