@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from utils.tracking import still_running  # noqa: F401  (the tests' name for it)
+
 MARKERS = ("mlflow.pyfunc.scoring_server", "models serve")
 
 
@@ -29,17 +31,3 @@ def model_servers_of(workspace: Path | str) -> list[str]:
         if where == workspace or workspace in command or workspace in environment:
             found.append(command)
     return found
-
-
-def still_running(processes) -> list:
-    """Those of ``processes`` (psutil.Process objects) that still run (zombies excluded)."""
-    import psutil
-
-    alive = []
-    for process in processes:
-        try:
-            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(process)
-        except psutil.NoSuchProcess:
-            pass
-    return alive

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ import requests
 from utils.errors import CourseError
 from utils.tracking import (DEFAULT_HOST, _running, _terminate_with_parent, file_tail,
                             find_free_port, mlflow_executable, port_is_free,
-                            signal_process_group)
+                            stop_process_group)
 from utils.workspace import get_workspace
 
 
@@ -133,14 +132,7 @@ class ModelServer:
         _running.discard(self)
         if process is None:
             return
-        if process.poll() is None:
-            signal_process_group(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                signal_process_group(process.pid, signal.SIGKILL)
-                process.wait(timeout=timeout)
-        signal_process_group(process.pid, signal.SIGKILL)  # uvicorn left behind by its parent
+        stop_process_group(process, timeout)
 
     def log_tail(self, lines: int = 20) -> str:
         return file_tail(self.log_path, lines)

@@ -26,7 +26,7 @@ from typing import NoReturn
 import requests
 
 from utils.errors import CourseError
-from utils.workspace import Workspace, get_workspace, initialise_store
+from utils.workspace import Workspace, copy_empty_store, get_workspace, initialise_store
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -201,6 +201,10 @@ class TrackingServer:
         self._check_port()
         if self.backend_store_uri == self.workspace.backend_store_uri:
             initialise_store(self.workspace)  # before the server, which would race others
+        elif self.backend_store_uri.startswith("sqlite:///"):
+            new_file = Path(self.backend_store_uri.removeprefix("sqlite:///"))
+            if not new_file.exists() and new_file.parent.is_dir():  # a new store of its own
+                copy_empty_store(new_file, f"{self.default_artifact_root.rstrip('/')}/0")
         self.log_path = self.workspace.logs_dir / f"mlflow-server-{self.port}.log"
         env = {
             **os.environ,
@@ -236,15 +240,7 @@ class TrackingServer:
             return
         if self.record:
             _remove_record(self.workspace, process.pid)
-        if process.poll() is None:
-            signal_process_group(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                signal_process_group(process.pid, signal.SIGKILL)
-                process.wait(timeout=timeout)
-        # Workers left in the group after the leader exits are ended too.
-        signal_process_group(process.pid, signal.SIGKILL)
+        stop_process_group(process, timeout)
 
     def __enter__(self) -> TrackingServer:
         return self.start()
@@ -445,6 +441,43 @@ def signal_process_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """End ``process`` (started with ``start_new_session``) and every process of its group,
+    and return only once they have all exited: the group is asked with SIGTERM, then killed."""
+    import psutil
+
+    try:
+        group = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        group = []
+    if process.poll() is None:
+        signal_process_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    # Workers left in the group after the leader exits (uvicorn, gunicorn) are killed too.
+    signal_process_group(process.pid, signal.SIGKILL)
+    process.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while still_running(group) and time.monotonic() < deadline:
+        time.sleep(0.05)  # SIGKILL is delivered asynchronously
+
+
+def still_running(processes) -> list:
+    """Those of ``processes`` that have not exited (a zombie has: it only awaits its parent)."""
+    import psutil
+
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
 
 
 def start_server(**kwargs) -> TrackingServer:

@@ -204,27 +204,34 @@ def empty_store_template() -> Path:
 
 
 def _copy_empty_store(workspace: Workspace) -> None:
-    """Give a new workspace a copy of the empty store whose Default experiment keeps its
-    artifacts in the workspace. Any problem leaves no file: MLflow then makes the store."""
+    copy_empty_store(workspace.db_path, str(workspace.artifacts_dir / "0"))
+
+
+def copy_empty_store(db_path: Path, default_artifact_location: str) -> bool:
+    """Make ``db_path`` a copy of the empty store whose Default experiment keeps its
+    artifacts at ``default_artifact_location`` (``<artifact root>/0``, as MLflow would give
+    it). Any problem leaves no file and returns False: MLflow then makes the store itself."""
     import shutil
     import sqlite3
     from contextlib import closing
 
-    partial = workspace.path / f".{workspace.db_path.name}.{os.getpid()}"
+    partial = db_path.with_name(f".{db_path.name}.{os.getpid()}")
     template = None
     try:
         template = empty_store_template()
         shutil.copyfile(template, partial)
         with closing(sqlite3.connect(partial)) as db, db:
             changed = db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                                 (str(workspace.artifacts_dir / "0"),)).rowcount
+                                 (default_artifact_location,)).rowcount
         if changed != 1:
             raise sqlite3.DatabaseError("the empty store has no Default experiment")
-        os.replace(partial, workspace.db_path)
+        os.replace(partial, db_path)
+        return True
     except (OSError, sqlite3.Error) as error:
         partial.unlink(missing_ok=True)
         if template is not None and isinstance(error, sqlite3.Error):
             template.unlink(missing_ok=True)  # a damaged cache is made again next time
+        return False
 
 
 def _ensure_writable(path: Path) -> None:
