@@ -24,7 +24,8 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from importlib import metadata
 from typing import Any
@@ -595,6 +596,34 @@ def train_test_and_log(params: RunParameters, datamodule, model, trainer) -> dic
     return results[0] if results else {}
 
 
+class _DropMessages(logging.Filter):
+    def __init__(self, *beginnings: str):
+        super().__init__()
+        self.beginnings = beginnings
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.beginnings)
+
+
+@contextmanager
+def messages_explained_in_03_left_out() -> Iterator[None]:
+    """Leave out two kinds of MLflow messages that notebook 03 explains ("About the
+    messages"), so that each run trained for a later notebook prints only what is new:
+    system metrics' start and stop notices, and the advice to save in ``pt2`` rather than
+    pickle. MLflow's warning about the Lightning version stays, in every run."""
+    system_metrics = logging.getLogger("mlflow.system_metrics")
+    pytorch_flavor = logging.getLogger("mlflow.pytorch")
+    pickle_advice = _DropMessages("Saving pytorch model by Pickle")
+    level = system_metrics.level
+    system_metrics.setLevel(logging.WARNING)
+    pytorch_flavor.addFilter(pickle_advice)
+    try:
+        yield
+    finally:
+        system_metrics.setLevel(level)
+        pytorch_flavor.removeFilter(pickle_advice)
+
+
 def record_run(params: RunParameters, experiment_id: str):
     """Train, test and record one run as notebook 03 does; return the finished run.
 
@@ -613,6 +642,7 @@ def record_run(params: RunParameters, experiment_id: str):
     try:
         # Notebook 03 samples the machine every 2 s (mlflow.set_system_metrics_sampling_interval).
         with temporary_environment(MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="2"), \
+                messages_explained_in_03_left_out(), \
                 mlflow.start_run(experiment_id=experiment_id, run_name=params.run_name,
                                  log_system_metrics=True) as run:
             train_test_and_log(params, datamodule, model, trainer)
