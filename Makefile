@@ -11,8 +11,11 @@ COURSE_OUTPUT ?= build/executed
 # Notebook parameters for `make course`, e.g. COURSE_PARAMS=tools/params/ci.yml (tiny sizes).
 COURSE_PARAMS ?=
 export COURSE_OUTPUT COURSE_PARAMS
+# Test workers (pytest-xdist; conftest.py groups the tests): 2 suits 2 cores and ~1.5 GB each.
+TEST_WORKERS ?= 2
+PYTEST_WORKERS := -n $(TEST_WORKERS) --dist loadgroup
 
-.PHONY: help setup course test test-full test-latest lab bench bench-memory binder-check figures lock clean-workspace
+.PHONY: help setup course test test-unit test-full test-latest lab bench bench-memory binder-check figures lock clean-workspace
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -33,11 +36,14 @@ setup: $(BIN)/.installed ## make .venv with the pinned environment and the utils
 course: setup ## execute every notebook in order on the default store into $(COURSE_OUTPUT)
 	$(BIN)/python -m tools.batch run --output "$(COURSE_OUTPUT)" $(if $(COURSE_PARAMS),--params "$(COURSE_PARAMS)")
 
-test: setup ## the unit tests, and every notebook once under nbval (about 5 min on 2 cores)
-	$(BIN)/python -m pytest -m "not full"
+test: setup ## the unit tests, and every notebook once under nbval (under 5 min on 2 cores)
+	$(BIN)/python -m pytest -m "not full" $(PYTEST_WORKERS)
+
+test-unit: setup ## the unit tests alone, without the notebooks (about a minute)
+	$(BIN)/python -m pytest -m "not full" $(PYTEST_WORKERS) tests
 
 test-full: course ## the exhaustive checks, after running the course (CI runs them too)
-	$(BIN)/python -m pytest -m full
+	$(BIN)/python -m pytest -m full $(PYTEST_WORKERS)
 
 test-latest: setup ## run every notebook against the newest MLflow 3 release (needs the package index)
 	$(BIN)/python -m tools.latest
