@@ -93,3 +93,25 @@ def cell_text(notebook, source_contains: str, stdout_only: bool = False) -> str:
 def output_text(notebook) -> str:
     """The text output of every code cell, streams and results."""
     return "".join(_text(cell.outputs) for cell in notebook.cells if cell.cell_type == "code")
+
+
+def exercise_verdict_problems(original, executed, found, wrong: bool) -> list[str]:
+    """The checks of an executed solved (``wrong=False``) or wrong copy whose verdict is not
+    the one promised: ``Correct``, or ``Incorrect`` with a message of the exercise's own.
+    ``original`` is the notebook the copy was made from, ``found`` its exercise cells
+    (``tools.exercises.exercise_cells``); cells are matched by id, since papermill inserts
+    a cell for the parameters it was given."""
+    from utils.exercises import CORRECT, GENERIC_FAILURE, INCORRECT, STATUSES
+
+    expected = INCORRECT if wrong else CORRECT
+    executed_cells = {cell.id: cell for cell in executed.cells}
+    problems = []
+    for cell in found:
+        check = executed_cells[original.cells[cell.check_index].id]
+        lines = "".join(out.get("text", "") for out in check.outputs
+                        if out.get("name") == "stdout").splitlines()
+        verdicts = [line for line in lines if line.startswith(tuple(f"{s}:" for s in STATUSES))]
+        verdict = verdicts[0] if len(verdicts) == 1 else f"({len(verdicts)} verdicts) " + " / ".join(lines)
+        if not verdict.startswith(f"{expected}: ") or GENERIC_FAILURE in verdict:
+            problems.append(f"exercise {cell.exercise.key}: {verdict}")
+    return problems

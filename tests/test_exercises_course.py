@@ -6,7 +6,10 @@ each followed by the check of an existing exercise whose answer variables the ce
 ``...``; ``python -m tools.exercises solve`` (and ``--wrong``) changes those cells and no
 other. Full tier: the solved copy of each notebook, executed in a new workspace, prints
 ``Correct`` at every check; the copy with the typical mistakes prints ``Incorrect`` with a
-message of the exercise's own (never the generic one) at every check.
+message of the exercise's own (never the generic one) at every check. Notebooks 01, 02 and
+06 run here; the copies of 03, 04 and 05 run on a team's tracking server instead
+(tests/test_team_server.py: solved on an open server, wrong on one with logins), which
+checks the same verdicts, so that those trainings run once.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from tests.notebook_runner import course_env, execute
+from tests.notebook_runner import course_env, execute, exercise_verdict_problems
 from tools import exercises as tool
 from tools.batch import course_notebooks, load_params_file
 from utils.errors import CourseError
-from utils.exercises import CORRECT, GENERIC_FAILURE, INCORRECT, STATUSES
+from utils.exercises import CORRECT, INCORRECT
 from utils.workspace import repo_root
 
 ROOT = repo_root()
@@ -92,22 +95,25 @@ def test_filling_in_changes_the_exercise_cells_only(tmp_path, path, wrong):
 
 
 # -- full tier: the filled-in copies, executed ---------------------------------------------
+ON_A_TEAM_SERVER = {"03", "04", "05"}  # tests/test_team_server.py executes their copies
+LOCAL = [path for path in NOTEBOOKS if path.name[:2] not in ON_A_TEAM_SERVER]
+
+
+def test_the_copies_of_every_notebook_are_executed_here_or_on_the_team_server():
+    from tests.test_team_server import NOTEBOOKS_ON_THE_SERVER
+
+    assert {p.name for p in LOCAL} | set(NOTEBOOKS_ON_THE_SERVER) == {p.name for p in NOTEBOOKS}
+    assert {name[:2] for name in NOTEBOOKS_ON_THE_SERVER} == ON_A_TEAM_SERVER
+
+
 def _ci_parameters(path) -> dict:
     sections = load_params_file(CI_PARAMS)
     return sections.get(path.name[:2]) or sections.get(path.name) or sections.get(path.stem) or {}
 
 
-def _verdict(cell) -> str:
-    """The verdict line a check cell printed ('' when it printed none)."""
-    lines = "".join(out.get("text", "") for out in cell.outputs
-                    if out.get("name") == "stdout").splitlines()
-    verdicts = [line for line in lines if line.startswith(tuple(f"{s}:" for s in STATUSES))]
-    return verdicts[0] if len(verdicts) == 1 else f"({len(verdicts)} verdicts) " + " / ".join(lines)
-
-
 @pytest.mark.full
 @pytest.mark.parametrize("wrong", [False, True], ids=["solved", "wrong"])
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LOCAL, ids=lambda p: p.name)
 def test_the_filled_in_notebook_gets_its_verdict_at_every_check(tmp_path, path, wrong):
     original, found = _exercises(path)
     assert found, f"{path.name} has no exercises to execute."
@@ -116,14 +122,7 @@ def test_the_filled_in_notebook_gets_its_verdict_at_every_check(tmp_path, path, 
     # Run where the notebook itself runs (its folder), in a workspace of its own.
     executed = execute(copy, tmp_path / "executed" / path.name, _ci_parameters(path),
                        env=course_env(tmp_path / "workspace"), cwd=path.parent)
-    expected = INCORRECT if wrong else CORRECT
-    # By cell id: papermill inserts a cell for the parameters it was given.
-    executed_cells = {cell.id: cell for cell in executed.cells}
-    wrong_verdicts = []
-    for cell in found:
-        verdict = _verdict(executed_cells[original.cells[cell.check_index].id])
-        if not verdict.startswith(f"{expected}: ") or GENERIC_FAILURE in verdict:
-            wrong_verdicts.append(f"exercise {cell.exercise.key}: {verdict}")
-    kind = "mistake" if wrong else "solution"
-    assert not wrong_verdicts, (f"{path.name} with each exercise's {kind}: every check must say "
-                                f"{expected} (with its own message): " + "; ".join(wrong_verdicts))
+    problems = exercise_verdict_problems(original, executed, found, wrong)
+    kind, expected = ("mistake", INCORRECT) if wrong else ("solution", CORRECT)
+    assert not problems, (f"{path.name} with each exercise's {kind}: every check must say "
+                          f"{expected} (with its own message): " + "; ".join(problems))

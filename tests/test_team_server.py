@@ -7,6 +7,12 @@ basic-auth app and a user whose login is in ``MLFLOW_TRACKING_USERNAME`` /
 runs, models and registered model must be on that server, nothing may be written to the
 course workspace's own store, no local tracking server may be started, and the login may
 appear in no output. ``tools.batch rerun`` trains a run of the server again from its record.
+
+The notebooks run with their exercises filled in (``tools.exercises solve``): solved on
+the open server, where every check must say ``Correct``, and with the typical mistakes on
+the server with logins, where every check must say ``Incorrect`` with its own message. So
+the exercises of 03-05 are checked against a remote store too, and these trainings run
+once (tests/test_exercises_course.py runs the copies of the other notebooks).
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ import sys
 
 import mlflow
 import mlflow.server
+import nbformat
 import pytest
 
-from tests.notebook_runner import NOTEBOOKS, output_text, servers_of
+from tests.notebook_runner import NOTEBOOKS, exercise_verdict_problems, output_text, servers_of
+from tools import exercises as exercise_tool
 from tools.runner import course_env, execute
 from utils import remote
 from utils.env import temporary_environment
@@ -29,7 +37,7 @@ from utils.workspace import Workspace, repo_root
 
 pytestmark = pytest.mark.full
 
-SMALL = {
+NOTEBOOKS_ON_THE_SERVER = SMALL = {
     "03_first_autologged_run.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32, "max_length": 64},
     "04_experiments_and_runs.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32},
     "05_model_artifacts.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32},
@@ -65,12 +73,17 @@ def team(request, tmp_path_factory):
     if login:
         extra.update(MLFLOW_TRACKING_USERNAME=login[0], MLFLOW_TRACKING_PASSWORD=login[1])
     env = course_env(learner_ws, **extra)
-    executed = {}
+    wrong = request.param == "basic-auth"
+    executed, exercises = {}, {}
     try:
         for name, parameters in SMALL.items():
-            executed[name] = execute(NOTEBOOKS / name, root / "out" / name, parameters, env=env)
+            copy = root / "filled-in" / name
+            copy.parent.mkdir(exist_ok=True)
+            exercises[name] = exercise_tool.solve(name[:2], copy, wrong)
+            # Where the notebook itself runs (its folder), as in tests/test_exercises_course.py.
+            executed[name] = execute(copy, root / "out" / name, parameters, env=env, cwd=NOTEBOOKS)
         yield {"server": server, "login": login, "env": env, "workspace": learner_ws,
-               "executed": executed, "root": root}
+               "executed": executed, "exercises": exercises, "wrong": wrong, "root": root}
     finally:
         server.stop()
 
@@ -103,6 +116,18 @@ def test_the_runs_and_models_are_on_the_team_server(team):
     assert all(r.info.artifact_uri.startswith("mlflow-artifacts:/") for r in runs)
     assert champion.run_id == chapter02.info.run_id
     assert (team["root"] / "server" / "artifacts").is_dir()
+
+
+def test_every_check_of_the_filled_in_notebooks_gives_its_verdict(team):
+    problems = []
+    for name, notebook in team["executed"].items():
+        source, _copy, found = team["exercises"][name]
+        assert found, f"{name} has no exercises"
+        original = nbformat.read(source, as_version=4)
+        problems += [f"{name}, {problem}" for problem in
+                     exercise_verdict_problems(original, notebook, found, team["wrong"])]
+    expected = "Incorrect (with its own message)" if team["wrong"] else "Correct"
+    assert not problems, f"every check must say {expected}: " + "; ".join(problems)
 
 
 def test_nothing_was_written_to_the_workspace_store_and_no_local_server_ran(team):
