@@ -109,6 +109,9 @@ def test_note_outside_the_run_mistake_finds_the_stray_run_and_ends_it(store, mon
 def test_note_in_a_run_reopened_and_never_ended_says_end_it(store):
     run = _trained(store, "ex03-left-open")
     namespace = _namespace(store, run, noted_run_id=run.info.run_id)
+    # The run's experiment is the active one, as in notebook 03 (an earlier test in this
+    # process may have made another one active, and start_run refuses a run outside it).
+    mlflow.set_experiment(experiment_id=run.info.experiment_id)
     try:
         exec("mlflow.start_run(run_id=run.info.run_id)  # no `with`: nothing ends it\n"
              'mlflow.set_tag("note", "mine")\n'
