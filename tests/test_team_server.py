@@ -37,7 +37,7 @@ from utils.workspace import Workspace, repo_root
 
 pytestmark = pytest.mark.full
 
-NOTEBOOKS_ON_THE_SERVER = SMALL = {
+NOTEBOOKS_ON_THE_SERVER = {  # and the small sizes they run at
     "03_first_autologged_run.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32, "max_length": 64},
     "04_experiments_and_runs.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32},
     "05_model_artifacts.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32},
@@ -76,7 +76,7 @@ def team(request, tmp_path_factory):
     wrong = request.param == "basic-auth"
     executed, exercises = {}, {}
     try:
-        for name, parameters in SMALL.items():
+        for name, parameters in NOTEBOOKS_ON_THE_SERVER.items():
             copy = root / "filled-in" / name
             copy.parent.mkdir(exist_ok=True)
             exercises[name] = exercise_tool.solve(name[:2], copy, wrong)
@@ -140,7 +140,7 @@ def test_nothing_was_written_to_the_workspace_store_and_no_local_server_ran(team
 
 def test_the_notebooks_used_the_team_server(team):
     url = team["server"].url
-    nb03, nb04, nb05 = (team["executed"][name] for name in SMALL)
+    nb03, nb04, nb05 = (team["executed"][name] for name in NOTEBOOKS_ON_THE_SERVER)
     assert f"open this run: {url}/#/experiments/" in output_text(nb03)
     assert f"tracking URI: {url}" in output_text(nb04)
     assert "mlflow-artifacts:/" in output_text(nb04)  # mlflow experiments search, on the server

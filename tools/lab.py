@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from utils.errors import CourseError
-from utils.tracking import DEFAULT_HOST, file_tail, find_free_port, signal_process_group
+from utils.tracking import DEFAULT_HOST, end_process_group, file_tail, find_free_port
 
 
 class JupyterLabServer:
@@ -130,16 +130,9 @@ class JupyterLabServer:
         """Stop the lab and everything it started; safe to call twice."""
         process, self.process = self.process, None
         if process is not None:
-            if process.poll() is None:
-                # The lab shuts its kernels down and ends the proxied MLflow server.
-                signal_process_group(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-            # Whatever is left after a graceful stop is ended outright.
-            signal_process_group(process.pid, signal.SIGKILL)
-            process.wait(timeout=timeout)
+            # Asked to stop, the lab shuts its kernels down and ends the proxied MLflow
+            # server; whatever is left of its group is then ended outright.
+            end_process_group(process, timeout)
             # Kernels left by a lab that could not shut them down get the same treatment.
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 deadline = time.monotonic() + timeout / 2

@@ -443,15 +443,9 @@ def signal_process_group(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
-    """End ``process`` (started with ``start_new_session``) and every process of its group,
-    and return only once they have all exited: the group is asked with SIGTERM, then killed."""
-    import psutil
-
-    try:
-        group = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        group = []
+def end_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Ask ``process`` (started with ``start_new_session``) and its group to stop with
+    SIGTERM, then kill what is left of the group, and reap ``process``."""
     if process.poll() is None:
         signal_process_group(process.pid, signal.SIGTERM)
         try:
@@ -461,6 +455,19 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None
     # Workers left in the group after the leader exits (uvicorn, gunicorn) are killed too.
     signal_process_group(process.pid, signal.SIGKILL)
     process.wait(timeout=timeout)
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """:func:`end_process_group`, returning only once every process the group had has
+    exited."""
+    import psutil
+
+    try:
+        leader = psutil.Process(process.pid)
+        group = [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        group = []
+    end_process_group(process, timeout)
     deadline = time.monotonic() + timeout
     while still_running(group) and time.monotonic() < deadline:
         time.sleep(0.05)  # SIGKILL is delivered asynchronously

@@ -207,10 +207,10 @@ def _copy_empty_store(workspace: Workspace) -> None:
     copy_empty_store(workspace.db_path, str(workspace.artifacts_dir / "0"))
 
 
-def copy_empty_store(db_path: Path, default_artifact_location: str) -> bool:
+def copy_empty_store(db_path: Path, default_artifact_location: str) -> None:
     """Make ``db_path`` a copy of the empty store whose Default experiment keeps its
     artifacts at ``default_artifact_location`` (``<artifact root>/0``, as MLflow would give
-    it). Any problem leaves no file and returns False: MLflow then makes the store itself."""
+    it). Any problem leaves no file: MLflow then makes the store itself."""
     import shutil
     import sqlite3
     from contextlib import closing
@@ -226,12 +226,10 @@ def copy_empty_store(db_path: Path, default_artifact_location: str) -> bool:
         if changed != 1:
             raise sqlite3.DatabaseError("the empty store has no Default experiment")
         os.replace(partial, db_path)
-        return True
     except (OSError, sqlite3.Error) as error:
         partial.unlink(missing_ok=True)
         if template is not None and isinstance(error, sqlite3.Error):
             template.unlink(missing_ok=True)  # a damaged cache is made again next time
-        return False
 
 
 def _ensure_writable(path: Path) -> None:
