@@ -125,10 +125,12 @@ def test_the_notebook_shows_what_it_promises(executed):
         assert "everything else" in cell_text(notebook, "training.time_report")
         # MLflow's warning about the Lightning version is shown, not hidden.
         assert "Autologging is known to be compatible with pytorch-lightning" in cell_text(
-            notebook, "with mlflow.start_run(experiment_id=experiment.experiment_id")
+            notebook, "with mlflow.start_run(run_name=params.run_name")
         figures = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs
                    if "image/png" in o.get("data", {})]
         assert len(figures) == 1
+        # The metric history's steps are Lightning's global_step: every 4th optimizer step done.
+        assert re.match(r"\[\(3, [\d.]+\), \(7, ", cell_text(notebook, "get_metric_history(run.info.run_id, \"train_cross_entropy_step\")"))
         # Copies out of the local store show no download progress bars.
         assert "Downloading artifacts" not in output_text(notebook)
 

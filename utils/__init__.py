@@ -14,7 +14,6 @@ from utils.workspace import Workspace, get_workspace, use_workspace
 
 # name -> module that defines it; imported on first use.
 _LAZY = {
-    "predict_sentiment": "utils.training",
     "ensure_example_run": "utils.training",
     "ensure_run": "utils.training",
     "release_memory": "utils.training",

@@ -48,6 +48,21 @@ def quiet_loading():
             transformers_logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def flash_loading():
+    """While flash builds one of its own Hugging Face backbones: keep the process's warnings
+    (flash switches every warning off, for this process and, through PYTHONWARNINGS, its
+    subprocesses) and draw no progress bar for the weights."""
+    import os
+    import warnings
+
+    from utils.env import temporary_environment
+
+    with warnings.catch_warnings(), quiet_loading(), \
+            temporary_environment(PYTHONWARNINGS=os.environ.get("PYTHONWARNINGS")):
+        yield
+
+
 class MeanPoolingEncoder(nn.Module):
     """A Hugging Face encoder whose output is the average of its token vectors.
 

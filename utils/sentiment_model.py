@@ -177,13 +177,14 @@ def save_model(path: str, mlflow_model: Model | None = None, pytorch_model=None,
     mlflow_model.save(os.path.join(path, "MLmodel"))
 
 
-def log_model(pytorch_model, name: str = "model", pip_requirements: list[str] | None = None,
+def log_model(pytorch_model, name: str = "model", *, signature: ModelSignature = SIGNATURE,
+              input_example: Any = EXAMPLE_REVIEWS, pip_requirements: list[str] | None = None,
               **kwargs):
-    """``mlflow.models.Model.log`` with this flavor: log the classifier in the active run."""
+    """``mlflow.models.Model.log`` with this flavor: log the classifier in the active run, as
+    ``mlflow.pytorch.log_model`` would, with a ``python_function`` flavor that takes texts."""
     return Model.log(artifact_path=None, name=name, flavor=sys.modules[__name__],
-                     pytorch_model=pytorch_model,
-                     signature=SIGNATURE, input_example=EXAMPLE_REVIEWS,
-                     pip_requirements=pip_requirements, **kwargs)
+                     pytorch_model=pytorch_model, signature=signature,
+                     input_example=input_example, pip_requirements=pip_requirements, **kwargs)
 
 
 def _this_file() -> str:

@@ -1,18 +1,12 @@
-"""Training the course's sentiment classifier, and using the model a run logged.
+"""What notebook 03's run needs besides the code it shows: checked parameters, the data
+subset, quiet libraries, the trainer's callbacks, and finding or training runs for later
+notebooks.
 
-Notebook 03 builds its run from these pieces, cell by cell:
-
->>> params = validate_parameters(train_size=500, val_size=100, test_size=100)
->>> datamodule = make_datamodule(params)
->>> model = make_model(params, datamodule)
->>> trainer = make_trainer(params)
-
-and :func:`record_run` records a run the way notebook 03 does, cell by cell: every
-parameter (:func:`loggable_params`), the data subsets as inputs, autologging,
-``trainer.finetune`` then ``trainer.test``, and the model logged with pinned requirements.
-:func:`ensure_run` reuses a run only when its logged parameters equal the ones asked for;
-:func:`ensure_example_run` gives later notebooks a run to look at without running notebook
-03 first; :func:`predict_sentiment` classifies reviews with a model loaded back from a run.
+Notebook 03 defines the run itself in its ``#@save`` cells (saved as :mod:`utils.ch03`):
+the datasets, the data module, the classifier, the trainer, autologging, and what the run
+logs inside its ``mlflow.start_run`` block. :func:`record_run` calls those same functions, so every run of
+the course is made by the code the learner read; :func:`ensure_run` reuses a run only when
+its logged parameters equal the ones asked for.
 """
 
 from __future__ import annotations
@@ -178,6 +172,10 @@ def check_accelerator(accelerator: object) -> str:
             f"accelerator={accelerator!r} is not an accelerator Lightning knows. Use "
             f"'auto' (a GPU if there is one, else the CPU), or one of {', '.join(sorted(set(known) - {'auto'}))}."
         )
+    name = "cuda" if accelerator == "gpu" else accelerator
+    if name != "auto" and not AcceleratorRegistry[name]["accelerator"].is_available():
+        raise CourseError(f"accelerator={accelerator!r} cannot be used on this machine: it has no "
+                          f"{name.upper()} device. Use accelerator='auto', which falls back to the CPU.")
     return accelerator
 
 
@@ -316,56 +314,11 @@ def data_folder(params: RunParameters):
                        seed=params.seed, data=params.data)
 
 
-def make_datamodule(params: RunParameters):
-    """flash's data module over the run's subset (see :func:`data_folder`)."""
-    import torch
-    from flash.text import TextClassificationData
+def scratch_folder():
+    """Where Lightning may write its own files: the workspace, not the notebooks' folder."""
+    from utils.workspace import get_workspace
 
-    import datasets
-
-    folder = data_folder(params)
-    # flash tokenizes with Hugging Face datasets, which draws a "Map:" bar per split.
-    datasets.disable_progress_bars()
-    with warnings.catch_warnings():
-        # flash 0.8.2 trips over its own deprecation of how it passes default transforms.
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*InputTransform.*")
-        return TextClassificationData.from_csv(
-            "review",
-            "sentiment",
-            train_file=str(folder / "train.csv"),
-            val_file=str(folder / "valid.csv"),
-            test_file=str(folder / "test.csv"),
-            batch_size=params.batch_size,
-            # Pinned memory only speeds up copies to a GPU; on a CPU torch warns about it.
-            pin_memory=torch.cuda.is_available(),
-        )
-
-
-def make_model(params: RunParameters, datamodule):
-    """Seed every random generator with ``params.seed``, then build the classifier.
-
-    With ``pooling="mean"`` it is ``TextClassifier(backbone=MEAN_POOLING, pretrained=<the
-    backbone>, ...)`` (see :mod:`utils.pooling`); with ``"pooler"`` flash's own
-    ``TextClassifier(backbone=<the backbone>, ...)``.
-    """
-    import pytorch_lightning as pl
-    from flash.text import TextClassifier
-
-    quiet_lightning()
-    pl.seed_everything(params.seed, workers=True)
-    common = {"labels": datamodule.labels, "max_length": params.max_length,
-              "learning_rate": params.learning_rate}
-    if params.pooling == "mean":
-        from utils.pooling import MEAN_POOLING
-
-        return TextClassifier(backbone=MEAN_POOLING, pretrained=params.backbone, **common)
-    from utils.pooling import quiet_loading
-
-    # flash's Hugging Face adapter switches off every warning of the process (and of its
-    # subprocesses, through PYTHONWARNINGS); keep the reader's warnings as they were.
-    with warnings.catch_warnings(), temporary_environment(PYTHONWARNINGS=os.environ.get("PYTHONWARNINGS")), \
-            quiet_loading():
-        return TextClassifier(backbone=params.backbone, **common)
+    return get_workspace().path / "lightning"
 
 
 def _stopwatch_class():
@@ -402,17 +355,17 @@ def _stopwatch_class():
 
 def loop_seconds(trainer) -> dict[str, float]:
     """``{"fit": ..., "test": ...}``: the seconds Lightning's training loop (with validation)
-    and test loop took, as the stopwatch of a :func:`make_trainer` trainer measured them."""
+    and test loop took, as the stopwatch of :func:`course_callbacks` measured them."""
     watch = next((c for c in trainer.callbacks if type(c).__name__ == "Stopwatch"), None)
     if watch is None:
-        raise CourseError("This trainer was not made by utils.training.make_trainer; it has no stopwatch.")
+        raise CourseError("This trainer has no stopwatch: give it callbacks=training.course_callbacks().")
     return dict(watch.seconds)
 
 
 def time_report(trainer, total_seconds: float) -> str:
     """Split a run's wall time into Lightning's fit and test loops and everything else.
 
-    ``trainer`` comes from :func:`make_trainer`, whose stopwatch times the loops; what is
+    ``trainer`` has the stopwatch of :func:`course_callbacks`, which times the loops; what is
     left of ``total_seconds`` is set-up and MLflow's own work (logging parameters, metrics,
     the model summary and the model, with its requirements).
     """
@@ -486,83 +439,28 @@ def _progress_class():
     return EpochProgress
 
 
-def quiet_lightning() -> None:
-    """Keep Lightning's notices out of the notebook: the GPU/TPU/IPU/HPU banner, "Global seed
-    set", "`Trainer.fit` stopped". Its warnings still show."""
+def quiet_libraries() -> None:
+    """Keep the notices of the libraries under the run out of the notebook: Lightning's
+    GPU/TPU banner, "Global seed set" and "`Trainer.fit` stopped", the progress bar that
+    Hugging Face datasets draws per split while flash tokenizes, and flash 0.8.2 tripping
+    over its own deprecation of how it passes transforms. Warnings worth reading still show."""
+    import datasets
+
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.seed",
                  "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore", category=FutureWarning, message=".*InputTransform.*")
 
 
-def make_trainer(params: RunParameters):
-    """A ``flash.Trainer`` for the run; ``params.accelerator`` is passed on unchanged.
-
-    MLflow records the run, so Lightning's own logger, checkpoint files and printed model
-    summary are turned off (autologging writes the summary into the run). Training is
-    deterministic (``deterministic=True``, with the seed set in :func:`make_model`): the same
-    parameters on the same machine give the same metrics. A stopwatch callback times the
-    training and test loops (see :func:`time_report`), and the progress is one bar and a
-    line per epoch.
-    """
-    import flash
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-
-    from utils.workspace import get_workspace
-
-    quiet_lightning()
+def course_callbacks() -> list:
+    """The trainer's callbacks: a stopwatch of the training and test loops (see
+    :func:`time_report`) and the progress: a live bar in JupyterLab, a line per epoch."""
     live = not os.environ.get(HEADLESS_ENV) and "ipykernel" in sys.modules
-    try:
-        return flash.Trainer(
-            max_epochs=params.max_epochs,
-            accelerator=params.accelerator,
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            deterministic=True,
-            # The check runs two validation batches before training; our code is tested.
-            num_sanity_val_steps=0,
-            default_root_dir=str(get_workspace().path / "lightning"),
-            callbacks=[_stopwatch_class()(), _progress_class()(live)],
-        )
-    except MisconfigurationException as error:
-        raise CourseError(
-            f"accelerator={params.accelerator!r} cannot be used on this machine: {error} "
-            "Use accelerator='auto', which falls back to the CPU."
-        ) from None
+    return [_stopwatch_class()(), _progress_class()(live)]
 
 
 # -- recording a run as notebook 03 does ----------------------------------------------------
-# What notebook 03 passes to mlflow.pytorch.autolog(): a point of the training curve every
-# few steps, a checkpoint judged by flash's name for the validation loss, and no model
-# (the run logs it itself, with pinned requirements; see pinned_requirements()).
-AUTOLOG_SETTINGS = {"log_every_n_step": 4, "checkpoint_monitor": "val_cross_entropy",
-                    "log_models": False}
-# The split files of a subset, and the context MLflow records each one's input under.
-SPLIT_CONTEXTS = {"train": "training", "valid": "validation", "test": "testing"}
-
-
-def subset_datasets(folder) -> dict:
-    """``{context: mlflow.data.from_pandas(...)}`` for the subset in ``folder`` (see
-    :func:`data_folder`), ready for ``mlflow.log_input(dataset, context=context)``."""
-    import mlflow
-    import pandas as pd
-
-    return {
-        context: mlflow.data.from_pandas(
-            pd.read_csv(folder / f"{split}.csv"), source=str(folder / f"{split}.csv"),
-            name=f"{folder.name}-{split}", targets="sentiment")
-        for split, context in SPLIT_CONTEXTS.items()
-    }
-
-
-def log_classifier(model, name: str = "model"):
-    """Log the classifier as notebook 03 does: both flavors (:mod:`utils.sentiment_model`),
-    requirements pinned, no inference."""
-    from utils import sentiment_model
-
-    return sentiment_model.log_model(model, name=name, pip_requirements=pinned_requirements())
-
-
 def release_memory() -> None:
     """Free what nothing refers to any more, and give the memory back to the system.
 
@@ -578,22 +476,6 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not Linux with glibc: nothing more to do
         pass
-
-
-def train_test_and_log(params: RunParameters, datamodule, model, trainer) -> dict[str, float]:
-    """The body of notebook 03's run, inside the active MLflow run: its parameters and
-    provenance tags, the subset's three splits as inputs, ``trainer.finetune`` then
-    ``trainer.test``, and the model logged by :func:`log_classifier`. Returns the test metrics."""
-    import mlflow
-
-    mlflow.log_params(loggable_params(params))
-    mlflow.set_tags(provenance_tags(params))
-    for context, dataset in subset_datasets(data_folder(params)).items():
-        mlflow.log_input(dataset, context=context)
-    trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
-    results = trainer.test(model, datamodule=datamodule, verbose=False)
-    log_classifier(model)
-    return results[0] if results else {}
 
 
 class _DropMessages(logging.Filter):
@@ -624,28 +506,35 @@ def messages_explained_in_03_left_out() -> Iterator[None]:
         pytorch_flavor.removeFilter(pickle_advice)
 
 
-def record_run(params: RunParameters, experiment_id: str):
-    """Train, test and record one run as notebook 03 does; return the finished run.
+def record_run(params: RunParameters, experiment_id: str | None = None):
+    """Train, test and record one run with notebook 03's own functions (:mod:`utils.ch03`);
+    return the finished run. It goes into the experiment ``experiment_id``, else
+    ``params.experiment_name``, which becomes the active experiment.
 
-    Autologging with :data:`AUTOLOG_SETTINGS`, and :func:`train_test_and_log` inside
-    ``mlflow.start_run(..., log_system_metrics=True)``. Autologging is switched off again
-    afterwards if it was off before.
+    Autologging is switched off again afterwards if it was off before, and the machine is
+    sampled every 2 s, as notebook 03 sets it.
     """
     import mlflow
     from mlflow.utils.autologging_utils import autologging_is_disabled
 
-    datamodule = make_datamodule(params)
-    model = make_model(params, datamodule)
-    trainer = make_trainer(params)
+    from utils import ch03
+
+    if experiment_id:
+        mlflow.set_experiment(experiment_id=experiment_id)
+    else:
+        mlflow.set_experiment(params.experiment_name)
+    quiet_libraries()
+    folder = data_folder(params)
+    datamodule = ch03.review_data_module(folder, params)
+    model = ch03.sentiment_classifier(params, datamodule.labels)
+    trainer = ch03.sentiment_trainer(params)
     autolog_was_off = autologging_is_disabled("pytorch")
-    mlflow.pytorch.autolog(**AUTOLOG_SETTINGS)
+    ch03.autolog_lightning()
     try:
-        # Notebook 03 samples the machine every 2 s (mlflow.set_system_metrics_sampling_interval).
         with temporary_environment(MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="2"), \
                 messages_explained_in_03_left_out(), \
-                mlflow.start_run(experiment_id=experiment_id, run_name=params.run_name,
-                                 log_system_metrics=True) as run:
-            train_test_and_log(params, datamodule, model, trainer)
+                mlflow.start_run(run_name=params.run_name, log_system_metrics=True) as run:
+            ch03.train_test_and_log(params, datamodule, model, trainer, ch03.review_datasets(folder))
     finally:
         if autolog_was_off:
             mlflow.pytorch.autolog(disable=True)
@@ -735,10 +624,9 @@ def _train_one(params: RunParameters, find, why: str) -> str:
         found = find()  # another process may have trained it meanwhile
         if found:
             return found
-        experiment = mlflow.set_experiment(params.experiment_name)
         print(f"{why}: training {params.run_name!r} ({params.train_size}/{params.val_size}/"
               f"{params.test_size} reviews, {params.max_epochs} epoch(s)).")
-        return record_run(params, experiment.experiment_id).info.run_id
+        return record_run(params).info.run_id
 
 
 def ensure_run(experiment_name: str = DEFAULTS["experiment_name"],
@@ -782,34 +670,6 @@ def weights_digest(model) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-# -- predictions ----------------------------------------------------------------------------
-def predict_sentiment(model, reviews: Iterable[str] | str, batch_size: int = 32) -> list[str]:
-    """Classify reviews: ``"positive"`` or ``"negative"`` per review, in order.
-
-    ``model`` is the course's classifier as a PyTorch module, for example loaded back with
-    ``mlflow.pytorch.load_model("runs:/<run_id>/model")``; it is what the model's
-    ``python_function`` flavor runs too (:func:`utils.sentiment_model.classify`). A single
-    string is one review.
-    """
-    from utils.sentiment_model import classify, review_texts
-
-    if isinstance(model, str):
-        raise CourseError(
-            f"predict_sentiment takes a model, not {model!r}: load it first, for example "
-            "model = mlflow.pytorch.load_model(f'runs:/{run_id}/model')."
-        )
-    if not hasattr(getattr(model, "adapter", None), "collate_fn"):
-        raise CourseError(f"{type(model).__name__} is not a text classifier trained by this course.")
-    from mlflow.exceptions import MlflowException
-
-    try:
-        texts = review_texts(reviews)
-    except MlflowException as error:
-        raise CourseError(error.message) from None
-    _whole("batch_size", batch_size, 1)
-    return classify(model, texts, batch_size)[0]
 
 
 # -- logging the model without requirement inference -----------------------------------------

@@ -44,9 +44,13 @@ def one_run(variant: str, params) -> dict[str, float]:
 
     from utils import training
 
-    datamodule = training.make_datamodule(params)
-    model = training.make_model(params, datamodule)
-    trainer = training.make_trainer(params)
+    from utils import ch03
+
+    training.quiet_libraries()
+    folder = training.data_folder(params)
+    datamodule = ch03.review_data_module(folder, params)
+    model = ch03.sentiment_classifier(params, datamodule.labels)
+    trainer = ch03.sentiment_trainer(params)
     trainer.progress_bar_callback.disable()
     wall = time.perf_counter()
     if variant == "plain":
@@ -54,9 +58,10 @@ def one_run(variant: str, params) -> dict[str, float]:
         trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
         results = trainer.test(model, datamodule=datamodule, verbose=False)
     elif variant == "course":
-        mlflow.pytorch.autolog(**training.AUTOLOG_SETTINGS, silent=True)
-        with mlflow.start_run(run_name="bench-course"):
-            results = [training.train_test_and_log(params, datamodule, model, trainer)]
+        ch03.autolog_lightning()
+        with mlflow.start_run(run_name="bench-course") as run:
+            ch03.train_test_and_log(params, datamodule, model, trainer, ch03.review_datasets(folder))
+        results = [mlflow.get_run(run.info.run_id).data.metrics]
     else:
         mlflow.pytorch.autolog(silent=True)
         with mlflow.start_run(run_name="bench-chapter"):

@@ -4,7 +4,7 @@
     .venv/bin/python tools/benchmarks/training.py --accurate   # the configuration for >= 0.85
 
 It records one run exactly as notebook 03 does (autologging and
-``utils.training.train_test_and_log``: the datasets as inputs, ``finetune`` and ``test``, the
+``utils.ch03.train_test_and_log`` (notebook 03's run): the datasets as inputs, ``finetune`` and ``test``, the
 model logged with pinned requirements) into a temporary workspace, and prints
 
 - the time of Lightning's training and test loops (the trainer's stopwatch);
@@ -90,16 +90,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
 
         started = time.perf_counter()
-        datamodule = training.make_datamodule(params)
-        model = training.make_model(params, datamodule)
-        trainer = training.make_trainer(params)
+        from utils import ch03
+
+        training.quiet_libraries()
+        folder = training.data_folder(params)
+        datamodule = ch03.review_data_module(folder, params)
+        model = ch03.sentiment_classifier(params, datamodule.labels)
+        trainer = ch03.sentiment_trainer(params)
         trainer.progress_bar_callback.disable()
-        mlflow.pytorch.autolog(**training.AUTOLOG_SETTINGS, silent=True)
-        with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="benchmark"):
-            results = training.train_test_and_log(params, datamodule, model, trainer)
+        ch03.autolog_lightning()
+        with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="benchmark") as run:
+            ch03.train_test_and_log(params, datamodule, model, trainer, ch03.review_datasets(folder))
         run_seconds = time.perf_counter() - started
         loops = sum(training.loop_seconds(trainer).values())
-        accuracy = results["test_accuracy"]
+        accuracy = mlflow.get_run(run.info.run_id).data.metrics["test_accuracy"]
 
         print(f"training+test loops:        {loops:6.1f} s")
         if not args.accurate:
