@@ -39,7 +39,8 @@ def store():
         yield mlflow.MlflowClient()
 
 
-def _trained(client, experiment, pooling="mean", accuracy=0.8, finished=True, run_name="chapter02"):
+def _trained(client, experiment, pooling="mean", accuracy=0.8, finished=True, run_name="chapter02",
+             train_size=PARAMS.train_size):
     """A run as notebook 03 records it, made without training; its ``ActiveRun``, as the
     notebook's ``with mlflow.start_run(...) as run`` leaves it."""
     found = client.get_experiment_by_name(experiment)
@@ -49,7 +50,7 @@ def _trained(client, experiment, pooling="mean", accuracy=0.8, finished=True, ru
         client.log_param(run.info.run_id, "pooling", pooling)
         return run
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        mlflow.log_params({"pooling": pooling, "train_size": str(PARAMS.train_size)})
+        mlflow.log_params({"pooling": pooling, "train_size": str(train_size)})
         mlflow.log_metric("test_accuracy", accuracy)
     return run
 
@@ -209,6 +210,7 @@ def pooling_runs(store):
         "mean-again": _trained(store, POOLING, accuracy=0.78, run_name="pooler"),
         "unfinished": _trained(store, POOLING, pooling="pooler", finished=False, run_name="pooler"),
         "elsewhere": _trained(store, "ex03-elsewhere", pooling="pooler", run_name="pooler"),
+        "smaller": _trained(store, POOLING, pooling="pooler", run_name="pooler", train_size=200),
     }
 
 
@@ -252,9 +254,10 @@ def test_pooling_the_notebooks_own_run_says_train_a_second(store, pooling_runs):
 
 
 @pytest.mark.parametrize("which, words", [
+    ("smaller", ["trained on other data", "train_size=200 (`run`: 500)", "train_size=params.train_size"]),
     ("elsewhere", ["in another experiment", "experiment_name=params.experiment_name"]),
     ("unfinished", ["RUNNING", "no test_accuracy"]),
-], ids=["other-experiment", "unfinished"])
+], ids=["other-data", "other-experiment", "unfinished"])
 def test_pooling_a_run_that_cannot_be_compared_says_why(store, pooling_runs, which, words):
     run = pooling_runs[which]
     comparison = mlflow.search_runs(experiment_names=[POOLING])
@@ -306,3 +309,65 @@ def test_pooling_before_the_notebooks_run_says_run_from_the_top(store, pooling_r
     namespace = _compared(store, pooling_runs, pooling_runs["pooler"].info.run_id)
     del namespace["run"]
     _incorrect(ex03.q2, namespace, "`run` is not defined")
+
+
+# -- 03.3 a training loop, instrumented ------------------------------------------------------
+@pytest.fixture
+def loop(store):
+    """The names the exercise cell finds: the word counts and targets, in an experiment of
+    the test's own (a few reviews are enough; each run takes under a second)."""
+    import torch
+
+    mlflow.set_experiment(f"ex03-loop-{os.urandom(3).hex()}")
+    features = torch.rand(12, 8)
+    return _namespace(store, None, torch=torch, features=features,
+                      targets=(features.sum(1) > 4).float(), tiny_run_id=...)
+
+
+def test_loop_untouched_is_not_attempted(loop):
+    assert ex03.q3.evaluate(loop).status == NOT_ATTEMPTED
+
+
+def test_loop_solution_is_correct(loop):
+    exec(ex03.q3.solution_code, loop)
+    verdict = ex03.q3.evaluate(loop)
+    assert verdict.status == CORRECT, verdict
+    assert "`train_loss` at 30 steps" in verdict.message
+
+
+def test_loop_metric_without_steps_mistake_says_pass_step(loop):
+    exec(ex03.q3.mistake, loop)
+    _incorrect(ex03.q3, loop, "all at step 0", "step=step")
+
+
+@pytest.mark.parametrize("change, words", [
+    (('mlflow.log_params(tiny_params)', 'pass'), ["no parameters", "mlflow.log_params"]),
+    (('mlflow.log_metric("train_loss", loss.item(), step=step)', 'pass'), ["no metric"]),
+    (('signature=signature,', 'signature=None, serialization_format="pickle",'), ["no signature"]),
+], ids=["no-params", "no-metric", "no-signature"])
+def test_loop_a_missing_record_is_named(loop, change, words):
+    code = ex03.q3.solution_code.replace(*change)
+    if "no signature" in words:  # nor an input example, from which MLflow would infer one
+        code = code.replace("input_example=features[:3].numpy(), ", "")
+    assert code != ex03.q3.solution_code
+    exec(code, loop)
+    _incorrect(ex03.q3, loop, *words)
+
+
+def test_loop_a_model_logged_outside_the_run_is_named(loop):
+    code = ex03.q3.solution_code.replace("    signature = ", "signature = ").replace(
+        "    mlflow.pytorch.log_model(", "mlflow.pytorch.log_model(").replace(
+        "                             input_example=", "                         input_example=")
+    assert code != ex03.q3.solution_code
+    exec(code, loop)
+    _incorrect(ex03.q3, loop, "The run logged no model", "outside any run")
+
+
+def test_loop_a_run_left_open_is_named(loop):
+    code = ex03.q3.solution_code.replace(
+        'with mlflow.start_run(run_name="tiny_loop") as tiny_run:', 'if tiny_run := mlflow.start_run(run_name="tiny_loop"):')
+    exec(code, loop)
+    try:
+        _incorrect(ex03.q3, loop, "still RUNNING")
+    finally:
+        mlflow.end_run()

@@ -1,4 +1,5 @@
-"""Exercises of notebook 03: a note on a finished run, and a second run to compare."""
+"""Exercises of notebook 03: a note on a finished run, a second run to compare, and a
+training loop the learner instruments with MLflow."""
 
 from __future__ import annotations
 
@@ -131,6 +132,15 @@ def _check_comparison(answers: dict, namespace: dict) -> str:
     if other.info.status != "FINISHED" or "test_accuracy" not in other.data.metrics:
         raise Incorrect(f"Run {other.info.run_id} is {other.info.status} and has no test_accuracy: "
                         "let it finish (utils.ensure_run trains and tests it).")
+    sizes = ("train_size", "val_size", "test_size")
+    differ = [size for size in sizes if other.data.params.get(size) != trained.data.params.get(size)]
+    if differ:
+        shown = ", ".join(f"{size}={other.data.params.get(size)} (`run`: {trained.data.params.get(size)})"
+                          for size in differ)
+        raise Incorrect(f"Your pooler run was trained on other data: {shown}. Then pooling and the "
+                        "size of the data both change, and the comparison cannot tell which one "
+                        "made the difference. Pass `train_size=params.train_size`, "
+                        "`val_size=params.val_size` and `test_size=params.test_size`.")
     table = answers["comparison"]
     if not isinstance(table, pd.DataFrame):
         raise Incorrect(f"`comparison` should be the DataFrame that `mlflow.search_runs` returns; "
@@ -162,15 +172,15 @@ q2 = Exercise(
     check=_check_comparison,
     hint=(
         "`utils.ensure_run(experiment_name=params.experiment_name, run_name=\"pooler\", "
-        "pooling=\"pooler\", train_size=200, val_size=50, test_size=50)` returns the id of the "
-        "new run. `mlflow.search_runs(experiment_names=[params.experiment_name], "
+        "pooling=\"pooler\", train_size=params.train_size, val_size=params.val_size, "
+        "test_size=params.test_size)` returns the id of the new run. `mlflow.search_runs(experiment_names=[params.experiment_name], "
         "filter_string=...)` returns a DataFrame with a row per run and columns `params.*` and "
         "`metrics.*`."
     ),
     solution='''\
 pooler_run_id = utils.ensure_run(
     experiment_name=params.experiment_name, run_name="pooler", pooling="pooler",
-    train_size=200, val_size=50, test_size=50)
+    train_size=params.train_size, val_size=params.val_size, test_size=params.test_size)
 comparison = mlflow.search_runs(
     experiment_names=[params.experiment_name],
     filter_string=f"attributes.run_id IN ('{run.info.run_id}', '{pooler_run_id}')")
@@ -178,8 +188,98 @@ comparison[["tags.mlflow.runName", "params.pooling", "metrics.test_accuracy"]]''
     mistake='''\
 pooler_run_id = utils.ensure_run(  # pooling left at its default, "mean"
     experiment_name=params.experiment_name, run_name="pooler",
-    train_size=200, val_size=50, test_size=50)
+    train_size=params.train_size, val_size=params.val_size, test_size=params.test_size)
 comparison = mlflow.search_runs(
     experiment_names=[params.experiment_name],
     filter_string=f"attributes.run_id IN ('{run.info.run_id}', '{pooler_run_id}')")''',
+)
+
+
+# -- 03.3 a training loop, instrumented ----------------------------------------------------
+def _check_tiny_loop(answers: dict, namespace: dict) -> str:
+    import mlflow
+
+    tiny = _find_run(answers["tiny_run_id"], "`tiny_run_id`")
+    client = _client()
+    run_id = tiny.info.run_id
+    if tiny.info.status == "RUNNING":
+        raise Incorrect(f"Run {run_id} is still RUNNING: the training was not inside a "
+                        "`with mlflow.start_run(...)` block, which ends the run after it "
+                        "(or `mlflow.end_run()` was never called).")
+    if not tiny.data.params:
+        raise Incorrect("The run has no parameters: call `mlflow.log_params({...})` with the "
+                        "learning rate and the number of steps, inside the `with` block.")
+    histories = {key: client.get_metric_history(run_id, key) for key in tiny.data.metrics
+                 if not key.startswith("system/")}
+    if not histories:
+        raise Incorrect("The run has no metric: call `mlflow.log_metric(\"train_loss\", loss.item(), "
+                        "step=step)` in the loop.")
+    key, history = max(histories.items(), key=lambda item: len(item[1]))
+    if len(history) < 2:
+        raise Incorrect(f"The metric `{key}` has a single value: log it at every step of the loop, "
+                        "not once after it.")
+    if len({m.step for m in history}) == 1:
+        raise Incorrect(f"The metric `{key}` has {len(history)} values, all at step "
+                        f"{history[0].step}: without `step=step`, MLflow records each value at "
+                        "step 0 and the UI cannot draw a curve. Pass `step=step` to `log_metric`.")
+    outputs = tiny.outputs.model_outputs if tiny.outputs else []
+    if not outputs:
+        stray = mlflow.last_logged_model()
+        outside = stray is not None and not stray.source_run_id
+        raise Incorrect("The run logged no model." + (
+            " A model was logged outside any run (its `source_run_id` is empty): call "
+            "`mlflow.pytorch.log_model` inside the `with mlflow.start_run(...)` block."
+            if outside else " Call `mlflow.pytorch.log_model(tiny_model, name=\"model\", ...)` "
+            "inside the `with mlflow.start_run(...)` block."))
+    info = mlflow.models.get_model_info(f"models:/{outputs[0].model_id}")
+    if "pytorch" not in info.flavors:
+        raise Incorrect(f"The run's model has the flavors {', '.join(info.flavors)}, not `pytorch`: "
+                        "log it with `mlflow.pytorch.log_model`.")
+    if info.signature is None:
+        raise Incorrect("The model has no signature, so MLflow cannot say what goes in and out "
+                        "(and a model server cannot check a request). Pass `signature=` "
+                        "(`mlflow.models.infer_signature(inputs, outputs)`) or an `input_example=`.")
+    if not info.saved_input_example_info:
+        raise Incorrect("The model has a signature but no input example: pass `input_example=` "
+                        "(a few rows of the features, as a numpy array).")
+    losses = [m.value for m in sorted(history, key=lambda m: m.step)]
+    return (f"run {run_id}: {len(tiny.data.params)} parameter(s), `{key}` at {len(history)} steps "
+            f"({losses[0]:.3f} -> {losses[-1]:.3f}), and a PyTorch model with its signature and "
+            "input example.")
+
+
+_TINY_LOOP = '''\
+tiny_params = {"learning_rate": 0.01, "steps": 30}
+torch.manual_seed(0)
+tiny_model = torch.nn.Linear(features.shape[1], 1)
+optimizer = torch.optim.Adam(tiny_model.parameters(), lr=tiny_params["learning_rate"])
+with mlflow.start_run(run_name="tiny_loop") as tiny_run:
+    mlflow.log_params(tiny_params)
+    for step in range(tiny_params["steps"]):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(tiny_model(features).squeeze(1), targets)
+        loss.backward()
+        optimizer.step()
+        mlflow.log_metric("train_loss", loss.item(), step=step)
+    signature = mlflow.models.infer_signature(features[:3].numpy(), tiny_model(features[:3]).detach().numpy())
+    mlflow.pytorch.log_model(tiny_model, name="model", signature=signature,
+                             input_example=features[:3].numpy(), pip_requirements=["torch"])
+tiny_run_id = tiny_run.info.run_id'''
+
+q3 = Exercise(
+    key="03.3",
+    title="Instrument a training loop yourself",
+    answers=("tiny_run_id",),
+    check=_check_tiny_loop,
+    hint=(
+        "Put the whole loop inside `with mlflow.start_run(run_name=\"tiny_loop\") as tiny_run:`. "
+        "In it: `mlflow.log_params({...})` first, `mlflow.log_metric(\"train_loss\", loss.item(), "
+        "step=step)` in the loop, and after it `mlflow.pytorch.log_model(tiny_model, name=\"model\", "
+        "signature=..., input_example=features[:3].numpy(), pip_requirements=[\"torch\"])`. "
+        "Then `tiny_run_id = tiny_run.info.run_id`."
+    ),
+    solution=_TINY_LOOP,
+    # The typical mistake: the metric logged without its step.
+    mistake=_TINY_LOOP.replace('mlflow.log_metric("train_loss", loss.item(), step=step)',
+                               'mlflow.log_metric("train_loss", loss.item())  # no step'),
 )
