@@ -1,8 +1,8 @@
 """Notebook 02's exercises: each check's three outcomes, on real files and a real server.
 
 02.1 reads a real profile file through the real databricks-sdk; 02.2 asks a real
-`mlflow server --app-name basic-auth` (one for the module) about users, permissions and
-the error a refused write raised. The exercises' own solution and typical mistake are
+`mlflow server --app-name basic-auth` (one for the module) about the student's permission
+and the run they logged. The exercises' own solution and typical mistake are
 executed as the notebook would execute them.
 """
 
@@ -11,7 +11,7 @@ import secrets
 
 import mlflow
 import pytest
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import MlflowException, RestException
 
 from utils import remote
 from utils.exercises import CORRECT, GENERIC_FAILURE, INCORRECT, NOT_ATTEMPTED, ex02
@@ -107,7 +107,7 @@ def test_02_1_an_answer_of_another_kind_is_incorrect(practice):
     _verdict(ex02.q1, practice, INCORRECT, "holds a str", "remote.read_databricks_config")
 
 
-# -- 02.2: READ on one experiment, and the 403 -------------------------------------------------
+# -- 02.2: the grant that lets the student log runs ---------------------------------------------
 @pytest.fixture(scope="module")
 def team(tmp_path_factory):
     """The notebook's team server (basic-auth, its own workspace) and one experiment."""
@@ -119,88 +119,111 @@ def team(tmp_path_factory):
     store = remote.resolve_backend_store("", workspace, environ={})  # SQLite, whatever the shell says
     server = remote.start_auth_server(workspace, auth, store, port=0)
     try:
-        with remote.tracking_credentials(auth.admin_username, auth.admin_password):
-            experiment_id = mlflow.MlflowClient(tracking_uri=server.url).create_experiment("course-02-team")
-        yield server, auth, experiment_id
+        yield server, auth
     finally:
         server.stop()
 
 
 @pytest.fixture
-def reader(team, monkeypatch):
-    """The namespace at exercise 02.2: this kernel logs in as the admin, a new user name."""
+def student(team, monkeypatch):
+    """The namespace at exercise 02.2, as the notebook leaves it: the user `student` made
+    afresh by the admin, a new experiment, and this kernel logged in as the student (after
+    the 403)."""
     from mlflow.server import get_app_client
 
-    server, auth, experiment_id = team
+    server, auth = team
     monkeypatch.setenv(remote.USERNAME_ENV, auth.admin_username)
     monkeypatch.setenv(remote.PASSWORD_ENV, auth.admin_password)
-    return {
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    admin_client = get_app_client("basic-auth", tracking_uri=server.url)
+    try:
+        admin_client.delete_user("student")
+    except RestException:
+        pass  # the first test of the module
+    password = secrets.token_urlsafe(16)
+    admin_client.create_user("student", password)
+    experiment_id = mlflow.MlflowClient(tracking_uri=server.url).create_experiment("course-02-team-" + secrets.token_hex(3))
+    monkeypatch.setenv(remote.USERNAME_ENV, "student")
+    monkeypatch.setenv(remote.PASSWORD_ENV, password)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(server.url)
+    yield {
+        "os": os,
         "mlflow": mlflow,
-        "remote": remote,
         "MlflowException": MlflowException,
-        "admin_client": get_app_client("basic-auth", tracking_uri=server.url),
+        "admin_client": admin_client,
         "team_server": server,
         "auth": auth,
         "experiment_id": experiment_id,
-        "reader_name": "reader-" + secrets.token_hex(3),
-        "reader_password": secrets.token_urlsafe(16),
-        "refusal": ...,
+        "student_password": password,
+        "student_run": ...,
     }
+    mlflow.set_tracking_uri(previous)
 
 
-def _write_as_reader(namespace, password=None):
-    with remote.tracking_credentials(namespace["reader_name"], password or namespace["reader_password"]):
-        try:
-            mlflow.MlflowClient(tracking_uri=namespace["team_server"].url).create_run(namespace["experiment_id"])
-        except MlflowException as error:
-            return error
-    return None
+def _grant(namespace, permission):
+    with remote.tracking_credentials(namespace["auth"].admin_username, namespace["auth"].admin_password):
+        namespace["admin_client"].grant_user_permission("student", "experiment", namespace["experiment_id"], permission)
 
 
-def test_02_2_untouched_is_not_attempted(reader):
-    _verdict(ex02.q2, reader, NOT_ATTEMPTED, "exercise 02.2")
+def test_02_2_untouched_is_not_attempted(student):
+    _verdict(ex02.q2, student, NOT_ATTEMPTED, "exercise 02.2")
 
 
-def test_02_2_the_solution_is_correct(reader, capsys):
-    exec(ex02.q2.solution_code, reader)
-    assert "HTTP 403 Forbidden" in capsys.readouterr().out
-    _verdict(ex02.q2, reader, CORRECT, "READ on experiment", "HTTP 403 Forbidden")
+def test_02_2_the_solution_is_correct(student, capsys):
+    exec(ex02.q2.solution_code, student)
+    assert "logged as student:" in capsys.readouterr().out
+    _verdict(ex02.q2, student, CORRECT, "has EDIT on experiment", "logged run")
 
 
-def test_02_2_the_typical_mistake_edit_lets_the_write_through(reader):
-    exec(ex02.q2.mistake, reader)
-    assert reader["refusal"] is None  # the write went through, as the message says
-    _verdict(ex02.q2, reader, INCORRECT, "has EDIT on experiment", "lets a user log runs")
+def test_02_2_the_typical_mistake_read_is_refused_with_403(student, capsys):
+    exec(ex02.q2.mistake, student)
+    assert "refused: 403 PERMISSION_DENIED" in capsys.readouterr().out
+    assert student["student_run"] is None
+    _verdict(ex02.q2, student, INCORRECT, "has READ on experiment", "lets a user look, not log")
 
 
-def test_02_2_a_missing_user_or_permission_is_named(reader):
-    reader["refusal"] = None
-    _verdict(ex02.q2, reader, INCORRECT, f"There is no user {reader['reader_name']!r}")
-    reader["admin_client"].create_user(reader["reader_name"], reader["reader_password"])
-    reader["refusal"] = _write_as_reader(reader)  # refused: this server's default is READ
-    _verdict(ex02.q2, reader, INCORRECT, "no permission of their own", "default_permission")
+def test_02_2_a_run_logged_as_the_admin_is_incorrect(student, capsys):
+    # The solution without its switch to the student's login: the admin logs the run.
+    as_admin = ex02.q2.solution_code.replace(
+        'os.environ["MLFLOW_TRACKING_USERNAME"] = "student"\n', "").replace(
+        'os.environ["MLFLOW_TRACKING_PASSWORD"] = student_password\n', "")
+    assert as_admin != ex02.q2.solution_code
+    exec(as_admin, student)
+    assert "logged as student:" in capsys.readouterr().out  # the solution's own print
+    _verdict(ex02.q2, student, INCORRECT, "The login in effect is 'admin'", "log in as student")
 
 
-def test_02_2_a_write_as_the_admin_or_with_a_wrong_password_is_explained(reader):
-    admin = reader["admin_client"]
-    admin.create_user(reader["reader_name"], reader["reader_password"])
-    admin.grant_user_permission(reader["reader_name"], "experiment", reader["experiment_id"], "READ")
-    mlflow.MlflowClient(tracking_uri=reader["team_server"].url).create_run(reader["experiment_id"])  # as admin
-    reader["refusal"] = None
-    _verdict(ex02.q2, reader, INCORRECT, "not an error", "remote.tracking_credentials(reader_name, reader_password)")
-    reader["refusal"] = _write_as_reader(reader, password="not-the-password")
-    _verdict(ex02.q2, reader, INCORRECT, "401 Unauthorized", "reader_password")
+def test_02_2_no_grant_or_no_user_is_named(student):
+    student["student_run"] = None
+    _verdict(ex02.q2, student, INCORRECT, "no permission of their own", "grant_user_permission")
+    with remote.tracking_credentials(student["auth"].admin_username, student["auth"].admin_password):
+        student["admin_client"].delete_user("student")
+    _verdict(ex02.q2, student, INCORRECT, "There is no user 'student'")
 
 
-def test_02_2_deny_is_not_read(reader):
-    admin = reader["admin_client"]
-    admin.create_user(reader["reader_name"], reader["reader_password"])
-    admin.grant_user_permission(reader["reader_name"], "experiment", reader["experiment_id"], "DENY")
-    reader["refusal"] = _write_as_reader(reader)
-    _verdict(ex02.q2, reader, INCORRECT, "has DENY", "may not even look", "asks for READ")
+def test_02_2_more_than_edit_or_a_level_that_cannot_log_is_incorrect(student):
+    student["student_run"] = None
+    _grant(student, "MANAGE")
+    _verdict(ex02.q2, student, INCORRECT, "has MANAGE", "needs EDIT, and no more")
+    with remote.tracking_credentials(student["auth"].admin_username, student["auth"].admin_password):
+        student["admin_client"].revoke_user_permission("student", "experiment", student["experiment_id"])
+    _grant(student, "DENY")
+    _verdict(ex02.q2, student, INCORRECT, "has DENY", "does not let them log runs")
 
 
-def test_02_2_a_stopped_server_is_named(reader, tmp_path):
-    reader["team_server"] = TrackingServer(workspace=Workspace(tmp_path), port=0)  # never started
-    reader["refusal"] = None
-    _verdict(ex02.q2, reader, INCORRECT, "team server is not running")
+def test_02_2_edit_without_the_run_or_in_another_experiment_is_incorrect(student):
+    _grant(student, "EDIT")
+    student["student_run"] = None
+    _verdict(ex02.q2, student, INCORRECT, "holds NoneType, not a run", "mlflow.start_run(experiment_id=experiment_id)")
+    with remote.tracking_credentials(student["auth"].admin_username, student["auth"].admin_password):
+        with mlflow.start_run(experiment_id="0") as elsewhere:  # the Default experiment
+            pass
+    student["student_run"] = elsewhere
+    _verdict(ex02.q2, student, INCORRECT, "not in course-02-team", "experiment_id=experiment_id")
+
+
+def test_02_2_a_stopped_server_is_named(student, tmp_path):
+    student["team_server"] = TrackingServer(workspace=Workspace(tmp_path), port=0)  # never started
+    student["student_run"] = None
+    _verdict(ex02.q2, student, INCORRECT, "team server is not running")

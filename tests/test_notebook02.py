@@ -3,9 +3,9 @@
 What the reader is promised: with well-formed Databricks credentials and no network the
 notebook runs to the end without contacting anything, and the token is shown masked and
 appears nowhere else (executed notebook, server logs, workspace files); the run recorded
-on the notebook's own server is there and not in the local store; the team server refuses
-a wrong password with 401 and a missing permission with 403; the course server's passwords
-are never shown; outputs are quiet; a second run in the same workspace works, and with
+on the notebook's own server is there and not in the local store; the team server's login
+file is shown with its admin password masked, an anonymous request gets 401 and the student's
+run without a grant gets 403; the course server's passwords are never shown; outputs are quiet; a second run in the same workspace works, and with
 MLFLOW_TRACKING_URI pointing at another server, leaves that server untouched; no server is
 left running; and the team server runs on PostgreSQL.
 """
@@ -153,14 +153,19 @@ def test_the_run_is_on_the_notebooks_server_and_not_in_the_local_store(with_cred
     assert "server stopped: True" in outputs
 
 
-def test_the_team_server_says_401_and_403_and_the_exercises_wait(with_credentials):
+REFUSED = ("403 PERMISSION_DENIED | API request to endpoint /api/2.0/mlflow/runs/create failed "
+           "with error code 403")
+
+
+def test_the_team_server_shows_its_login_file_and_says_401_and_403(with_credentials):
     outputs = with_credentials.outputs
+    assert "[mlflow]\ndefault_permission = READ\n" in outputs and "admin_password = ****\n" in outputs
+    assert "permissions: 0o600" in outputs
     assert "401 Unauthorized" in outputs  # the anonymous request
-    assert "user 'student': created" in outputs and "'student' may edit experiment" in outputs
-    assert "refused the login (HTTP 401 Unauthorized)" in outputs
-    assert "refused the request (HTTP 403 Forbidden)" in outputs  # EDIT may not delete
-    assert '"POST /api/2.0/mlflow/experiments/delete HTTP/1.1" 403 Forbidden' in outputs  # the server's log
-    assert "read from the database: student-run {'val_acc': 0.8}" in outputs
+    assert "logged in as admin | password: ****" in outputs
+    assert "user 'student' created | experiment course-02-team:" in outputs
+    assert REFUSED in outputs  # the student's run, without a grant
+    assert "read from the database: experiment course-02-team" in outputs
     assert outputs.count("Not attempted: exercise 02.") == 2
     assert "team server stopped: True" in outputs
 
@@ -215,8 +220,7 @@ def test_a_second_run_with_a_readers_tracking_uri_and_a_malformed_token(with_cre
     assert "DATABRICKS_TOKEN does not look like a Databricks personal access token" in outputs
     assert "`dapi` followed by 32 hexadecimal characters" in outputs
     assert "Nothing to check: there is no valid Databricks configuration." in outputs
-    assert "user 'student': existed, new password set" in outputs  # the second run reuses the user
-    assert "'student' may edit experiment" in outputs  # and replaces the grant
+    assert "user 'student' created" in outputs and REFUSED in outputs  # made afresh: the 403 again
     assert "local store: RESOURCE_DOES_NOT_EXIST" in outputs
     assert malformed not in executed.text and TOKEN not in executed.text
     assert scan_secrets.scan_files([shared_workspace], [malformed]) == []
@@ -241,14 +245,14 @@ def test_the_team_server_runs_on_postgresql(tmp_path):
     )
     outputs = executed.outputs
     assert "backend store: postgresql+psycopg2://" in outputs and ":****@" in outputs
-    assert f"The host name of {unresolvable} could not be resolved" in outputs
-    run_id = re.search(r"run id: ([0-9a-f]{32}) \| artifact URI", outputs)[1]  # the student's run
-    # The run is in PostgreSQL, not in the workspace's SQLite file.
+    assert "The check failed (" in outputs  # databricks-sdk's own error, printed by the cell
+    assert REFUSED in outputs
+    # The team's experiment is in PostgreSQL, not in the workspace's SQLite file.
     store = remote.resolve_backend_store("", environ={"COURSE_BACKEND_STORE_URI": POSTGRES_URI})
-    assert mlflow.MlflowClient(tracking_uri=store.uri).get_run(run_id).data.metrics == {"val_acc": 0.8}
-    assert "read from the database: student-run {'val_acc': 0.8}" in outputs
+    assert mlflow.MlflowClient(tracking_uri=store.uri).get_experiment_by_name("course-02-team") is not None
+    assert "read from the database: experiment course-02-team" in outputs
     sqlite_file = executed.workspace.db_path
-    assert not sqlite_file.exists() or run_id.encode() not in sqlite_file.read_bytes()
+    assert not sqlite_file.exists() or b"course-02-team" not in sqlite_file.read_bytes()
     # Its password is nowhere: not in the notebook, not in the logs or other workspace files.
     # (Findings are computed first: pytest would print a failing call's arguments.)
     assert password, "COURSE_TEST_POSTGRES_URI should carry a password"

@@ -1,11 +1,14 @@
-"""Exercises of notebook 02: a Databricks profile of your own, and a user who may only look.
+"""Exercises of notebook 02: a Databricks profile of your own, and the grant that lets the
+team server's student log runs.
 
 Each check reads what the learner made: the profile file and what the course's reader
-returned (02.1), the user and their permission on the team server, and the error the
-server raised (02.2). Neither trains anything or contacts Databricks.
+returned (02.1); the student's permission on the team server, asked of the server, and the
+run they logged (02.2). Neither trains anything or contacts Databricks.
 """
 
 from __future__ import annotations
+
+import os
 
 import stat
 from pathlib import Path
@@ -15,6 +18,7 @@ from utils.errors import CourseError
 from utils.exercises import Exercise, Incorrect
 
 PRACTICE_PROFILE = "practice"
+STUDENT = "student"
 
 
 # -- 02.1: a profile in a scratch config file ------------------------------------------
@@ -106,7 +110,7 @@ print(practice_config)""",
 )
 
 
-# -- 02.2: READ on one experiment, and the 403 that follows ------------------------------
+# -- 02.2: the one grant that lets the student log runs -----------------------------------
 def explicit_permissions(server_url: str, auth: remote.BasicAuthSetup, username: str) -> dict[str, str] | None:
     """``{experiment id: permission}`` granted to ``username`` itself (not the server's
     default), asked of the basic-auth server as its admin; None when there is no such user."""
@@ -128,100 +132,96 @@ def explicit_permissions(server_url: str, auth: remote.BasicAuthSetup, username:
     }
 
 
-def _check_read_only_user(answers, namespace) -> str:
-    refusal = answers["refusal"]
-    server, username = namespace["team_server"], namespace["reader_name"]
-    experiment_id = str(namespace["experiment_id"])
+def _check_student_may_log(answers, namespace) -> str:
+    student_run = answers["student_run"]
+    server, experiment_id = namespace["team_server"], str(namespace["experiment_id"])
     if not server.is_running:
         raise Incorrect(
             "The team server is not running any more: run the notebook's cells from "
             "\"Start it\" on again, then the exercise."
         )
     auth = namespace.get("auth") or remote.prepare_basic_auth()
-    granted = explicit_permissions(server.url, auth, username)
+    granted = explicit_permissions(server.url, auth, STUDENT)
     if granted is None:
         raise Incorrect(
-            f"There is no user {username!r} on the team server. As the admin: "
-            "`admin_client.create_user(reader_name, reader_password)`."
+            f"There is no user {STUDENT!r} on the team server: run the cell under \"One user\" "
+            "again, then the exercise."
         )
     permission = granted.get(experiment_id)
     if permission is None:
         raise Incorrect(
-            f"{username!r} has no permission of their own on experiment {experiment_id}. A write "
-            "is refused anyway here, because this server's `default_permission` is READ, but a "
-            "team's default may be EDIT. Grant it: `admin_client.grant_user_permission("
-            "reader_name, \"experiment\", experiment_id, \"READ\")`."
+            f"{STUDENT!r} has no permission of their own on experiment {experiment_id}, so the "
+            "server's `default_permission` (READ) applies and a write is refused. As the admin: "
+            "`admin_client.grant_user_permission(\"student\", \"experiment\", experiment_id, \"EDIT\")`."
         )
-    if permission in ("EDIT", "MANAGE"):
+    if permission == "READ":
         raise Incorrect(
-            f"{username!r} has {permission} on experiment {experiment_id}, and {permission} lets a "
-            "user log runs, so the write went through. Grant READ: run the cell above the "
-            "exercise again (it deletes the user, and so their permissions), then the exercise "
-            "with \"READ\"."
+            f"{STUDENT!r} has READ on experiment {experiment_id}: READ lets a user look, not log, so "
+            "their run is refused with 403. Run the cell under \"One user\" again (it makes the "
+            "user afresh, without grants), then the exercise with \"EDIT\"."
         )
-    if permission != "READ":
-        what = "they may not even look at it" if permission == "DENY" else "that is not READ"
+    if permission == "MANAGE":
         raise Incorrect(
-            f"{username!r} has {permission} on experiment {experiment_id}: {what}. The exercise "
-            "asks for READ, which lets a user look and nothing more. Run the cell above the "
-            "exercise again, then the exercise with \"READ\"."
+            f"{STUDENT!r} has MANAGE on experiment {experiment_id}: that also lets them delete it and "
+            "grant others. Logging runs needs EDIT, and no more: run the cell under \"One user\" "
+            "again, then the exercise with \"EDIT\"."
         )
-    if not isinstance(refusal, BaseException):
+    if permission != "EDIT":
         raise Incorrect(
-            f"`refusal` holds {refusal!r}, not an error: the write was not refused. With READ it "
-            "must be, unless it ran as the admin: this kernel logs in as the admin, so wrap the "
-            "write in `with remote.tracking_credentials(reader_name, reader_password):` and "
-            "keep the MlflowException it raises."
+            f"{STUDENT!r} has {permission} on experiment {experiment_id}, which does not let them log "
+            "runs. Run the cell under \"One user\" again, then the exercise with \"EDIT\"."
         )
-    status = remote.http_status(refusal)
-    if status == 401:
+    # Basic auth records no run's author: the login in effect now is the learner's state.
+    if os.environ.get("MLFLOW_TRACKING_USERNAME") != STUDENT:
         raise Incorrect(
-            "The server answered 401 Unauthorized: it did not accept the login, so it never "
-            "looked at the permission. Log in with `reader_password`, the password the user "
-            "was created with."
+            f"The login in effect is {os.environ.get('MLFLOW_TRACKING_USERNAME')!r}, not {STUDENT!r}: "
+            "after the grant, log in as student (set `MLFLOW_TRACKING_USERNAME` and "
+            "`MLFLOW_TRACKING_PASSWORD` to the student's login), then log the run."
         )
-    if status != 403:
+    info = getattr(student_run, "info", None)
+    if info is None:
         raise Incorrect(
-            f"`refusal` is {type(refusal).__name__} ({remote.explain_tracking_error(refusal, server.url)}), "
-            "not the server's 403 Forbidden. Try to write, e.g. `create_run(experiment_id)` "
-            "of `mlflow.MlflowClient(tracking_uri=team_server.url)`, as the new user."
+            f"`student_run` holds {type(student_run).__name__}, not a run. Log in as student (the two "
+            "variables), then `with mlflow.start_run(experiment_id=experiment_id) as student_run:`."
+        )
+    if str(info.experiment_id) != experiment_id:
+        raise Incorrect(
+            f"`student_run` is in experiment {info.experiment_id}, not in course-02-team "
+            f"({experiment_id}): pass `experiment_id=experiment_id` to `mlflow.start_run`."
         )
     return (
-        f"{username!r} has READ on experiment {experiment_id}, and the server refused their "
-        "write with HTTP 403 Forbidden: it knows who asks, and READ lets them look, not log."
+        f"{STUDENT!r} has EDIT on experiment {experiment_id} and logged run {info.run_id} there: "
+        "EDIT lets a user log runs, not delete the experiment or grant others."
     )
 
 
+_SOLUTION = """\
+os.environ["MLFLOW_TRACKING_USERNAME"] = auth.admin_username
+os.environ["MLFLOW_TRACKING_PASSWORD"] = auth.admin_password
+admin_client.grant_user_permission("student", "experiment", experiment_id, "{permission}")
+os.environ["MLFLOW_TRACKING_USERNAME"] = "student"
+os.environ["MLFLOW_TRACKING_PASSWORD"] = student_password
+student_run = None
+try:
+    with mlflow.start_run(experiment_id=experiment_id, run_name="student-run") as student_run:
+        mlflow.log_metric("val_acc", 0.8)
+    print("logged as student:", student_run.info.run_id)
+except MlflowException as error:
+    print("refused:", error.get_http_status_code(), error.error_code)"""
+
 q2 = Exercise(
     key="02.2",
-    title="A user who may only look",
-    answers=("refusal",),
-    check=_check_read_only_user,
+    title="Let the student log runs",
+    answers=("student_run",),
+    check=_check_student_may_log,
     hint=(
-        "Three steps. As the admin: `admin_client.create_user(name, password)` and "
-        "`admin_client.grant_user_permission(name, \"experiment\", experiment_id, \"READ\")`. "
-        "Then, inside `with remote.tracking_credentials(reader_name, reader_password):`, try "
-        "`mlflow.MlflowClient(tracking_uri=team_server.url).create_run(experiment_id)` in a `try` block and keep the "
-        "`MlflowException` it raises in `refusal`."
+        "Two steps, each under its own login. As the admin (set the two variables to "
+        "`auth.admin_username` and `auth.admin_password`): "
+        "`admin_client.grant_user_permission(\"student\", \"experiment\", experiment_id, PERMISSION)` "
+        "with the level that allows logging runs and no more. Then as student (the variables "
+        "again, with `student_password`): `with mlflow.start_run(experiment_id=experiment_id) as "
+        "student_run:`."
     ),
-    solution="""\
-admin_client.create_user(reader_name, reader_password)
-admin_client.grant_user_permission(reader_name, "experiment", experiment_id, "READ")
-refusal = None
-with remote.tracking_credentials(reader_name, reader_password):
-    try:
-        mlflow.MlflowClient(tracking_uri=team_server.url).create_run(experiment_id)
-    except MlflowException as error:
-        refusal = error
-print(remote.explain_tracking_error(refusal, team_server.url) if refusal else "the write went through")""",
-    mistake="""\
-admin_client.create_user(reader_name, reader_password)
-admin_client.grant_user_permission(reader_name, "experiment", experiment_id, "EDIT")
-refusal = None
-with remote.tracking_credentials(reader_name, reader_password):
-    try:
-        mlflow.MlflowClient(tracking_uri=team_server.url).create_run(experiment_id)
-    except MlflowException as error:
-        refusal = error
-print(remote.explain_tracking_error(refusal, team_server.url) if refusal else "the write went through")""",
+    solution=_SOLUTION.format(permission="EDIT"),
+    mistake=_SOLUTION.format(permission="READ"),
 )
