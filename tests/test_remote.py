@@ -1,8 +1,8 @@
 """utils.remote: the Databricks configuration as databricks-sdk reads it, and the course's
 basic-auth server.
 
-Configurations are real files and variables read by the real databricks-sdk; the connection
-checks go to real sockets (an unresolvable name, a closed port, a silent port, a real MLflow
+Configurations are real files and variables read by the real databricks-sdk; the SDK's own
+connection check (as notebook 02 makes it) goes to real sockets (a closed port, a real MLflow
 server that refuses the token); the server tests start a real `mlflow server --app-name
 basic-auth`.
 """
@@ -17,19 +17,16 @@ import mlflow
 import pytest
 import requests
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import ENDPOINT_NOT_FOUND, PERMISSION_DENIED
 
 from tools import scan_secrets
 from utils import remote
 from utils.errors import CourseError
-from utils.workspace import get_workspace
+from utils.workspace import get_workspace, mask_uri
 
 # Shaped like real tokens, built from parts so no file of the course contains one.
 TOKEN = "dapi" + "0123456789abcdef" * 2
 TOKEN_WITH_SUFFIX = "dapi" + "fedcba9876543210" * 2 + "-2"
 HOST = "https://dbc-1234abcd-5678.cloud.databricks.com"
-# RFC 6761: names under .invalid never resolve, with or without internet access.
-UNRESOLVABLE = "https://dbc-1234abcd-5678.invalid"
 
 
 @pytest.fixture
@@ -72,7 +69,7 @@ def test_uri_passwords_are_masked_and_removable():
     assert store.password == "s3cr@t"  # decoded, as PostgreSQL expects it
     assert store.uri_without_password == "postgresql://course@db:5432/mlflow"
     assert "s3cr" not in repr(store) and "s3cr" not in str(store)
-    assert remote.mask_uri("http://127.0.0.1:5000/#/experiments/0") == "http://127.0.0.1:5000/#/experiments/0"
+    assert mask_uri("http://127.0.0.1:5000/#/experiments/0") == "http://127.0.0.1:5000/#/experiments/0"
     assert remote.uri_password("postgresql://course:<password>@db/mlflow") is None
 
 
@@ -302,47 +299,17 @@ def test_reading_a_configuration_never_contacts_the_host(tmp_path, databricks_en
         listener.close()
 
 
-# -- trying the connection (real sockets, no mocks) ---------------------------------------------
-def _restored_environment():
-    return {k: v for k, v in os.environ.items() if k.startswith(("MLFLOW_", "DATABRICKS"))}
+# -- trying the connection: databricks-sdk's own call, as notebook 02 makes it ------------------
+def test_the_sdk_check_of_a_closed_port_fails_with_the_sdks_error_and_no_token(databricks_env):
+    from databricks.sdk import WorkspaceClient
 
-
-def test_an_unresolvable_host_is_reported_in_one_sentence(databricks_env):
-    before = _restored_environment()
-    result = remote.check_databricks_connection(remote.DatabricksConfig(UNRESOLVABLE, TOKEN), timeout=3)
-    assert not result.ok
-    assert result.message.startswith(f"The host name of {UNRESOLVABLE} could not be resolved")
-    assert TOKEN not in result.message and result.message.count(". ") == 0
-    assert _restored_environment() == before
-
-
-def test_a_closed_port_is_reported_as_no_connection(databricks_env):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = remote.check_databricks_connection(remote.DatabricksConfig(f"https://127.0.0.1:{port}", TOKEN), timeout=2)
-    assert not result.ok and result.message.startswith(f"Could not connect to https://127.0.0.1:{port}")
-
-
-@pytest.mark.full
-def test_a_host_that_never_answers_is_reported_with_the_limit(databricks_env):
-    with socket.socket() as silent:  # accepts connections (backlog) but never replies
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(5)
-        host = f"https://127.0.0.1:{silent.getsockname()[1]}"
-        result = remote.check_databricks_connection(remote.DatabricksConfig(host, TOKEN), timeout=2)
-    assert not result.ok and result.message == (
-        f"{host} did not answer within 2 s: the network is slow or blocked (firewall, proxy, VPN)."
-    )
-
-
-@pytest.mark.parametrize(
-    "error_code, expected",
-    [(PERMISSION_DENIED, "refused the token (HTTP 403)"), (ENDPOINT_NOT_FOUND, "not as a Databricks workspace does (HTTP 404)")],
-)
-def test_http_refusals_from_databricks_are_explained(error_code, expected):
-    error = MlflowException("Invalid access token.", error_code=error_code)
-    assert expected in remote.explain_databricks_error(error, HOST)
+    config = remote.DatabricksConfig(f"https://127.0.0.1:{port}", TOKEN)
+    with pytest.raises(Exception) as error:  # noqa: B017 - whatever the SDK raises, the cell prints it
+        WorkspaceClient(config=config.sdk_config(timeout=2)).current_user.me()
+    assert TOKEN not in remote.redact(str(error.value), [TOKEN])
 
 
 # -- the basic-auth server (real process) ------------------------------------------------------
@@ -409,11 +376,11 @@ def test_a_user_logs_a_run_with_an_artifact_and_a_wrong_password_gets_401(auth_s
     assert stored.read_text() == "hello"  # uploaded through the server into the workspace
     with remote.tracking_credentials("alice", password + "x"), pytest.raises(MlflowException) as error:
         mlflow.MlflowClient(tracking_uri=server.url).get_run(run.info.run_id)
-    assert "refused the login (HTTP 401 Unauthorized)" in remote.explain_tracking_error(error.value, server.url)
+    assert error.value.get_http_status_code() == 401
 
 
 @pytest.mark.full
-def test_read_only_users_get_a_403_explained(auth_server, as_admin):
+def test_read_only_users_get_a_403(auth_server, as_admin):
     _, _, server = auth_server
     password = "pw-" + os.urandom(8).hex()
     as_admin.create_user("bob", password)
@@ -424,8 +391,7 @@ def test_read_only_users_get_a_403_explained(auth_server, as_admin):
         assert client.get_experiment(experiment_id).name == "admins-only"  # READ: may look
         with pytest.raises(MlflowException) as error:
             client.create_run(experiment_id)  # but not write
-    assert "(HTTP 403 Forbidden)" in remote.explain_tracking_error(error.value, server.url)
-    assert remote.http_status(error.value) == 403
+    assert error.value.get_http_status_code() == 403 and error.value.error_code == "PERMISSION_DENIED"
     assert os.environ.get(remote.PASSWORD_ENV) != password  # the block's credentials are gone
 
 
@@ -448,12 +414,17 @@ def test_what_the_notebook_does_on_a_second_run_is_what_mlflow_does(auth_server,
 
 
 @pytest.mark.full
-def test_a_refused_databricks_token_is_explained_as_such(auth_server, databricks_env):
-    # The auth server refuses the bearer token exactly as a workspace refuses an expired one.
+def test_a_refused_databricks_token_raises_the_sdks_error(auth_server, databricks_env):
+    # The auth server refuses the bearer token as a workspace refuses an expired one; notebook
+    # 02 prints what databricks-sdk raises, with the token masked.
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.errors import Unauthenticated
+
     _, _, server = auth_server
-    result = remote.check_databricks_connection(remote.DatabricksConfig(server.url, TOKEN), timeout=5)
-    assert not result.ok and "refused the token (HTTP 401)" in result.message
-    assert TOKEN not in result.message
+    config = remote.DatabricksConfig(server.url, TOKEN)
+    with pytest.raises(Unauthenticated) as error:  # the SDK's HTTP 401
+        WorkspaceClient(config=config.sdk_config(timeout=5)).current_user.me()
+    assert TOKEN not in remote.redact(str(error.value), [TOKEN])
 
 
 @pytest.mark.full

@@ -22,11 +22,9 @@ from utils.remote import (
     PLACEHOLDER,
     TOKEN_ENV,
     TOKEN_LIKE,
-    URI_PASSWORD,
-    mask_uri,
     uri_password,
 )
-from utils.workspace import Workspace, get_workspace
+from utils.workspace import URI_PASSWORD, Workspace, get_workspace, mask_uri
 
 BASIC_HEADER = re.compile(r"Authorization\W{1,4}Basic\s+[A-Za-z0-9+/=]{8,}", re.IGNORECASE)
 

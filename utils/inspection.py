@@ -29,11 +29,11 @@ def run_mlflow_cli(*args: str, tracking_uri: str, cwd: str | os.PathLike | None 
     failing command does not raise: look at ``returncode`` (and :func:`cli_error`).
     """
     from utils.tracking import mlflow_executable
-    from utils.workspace import _ARTIFACT_ROOT_ENV
+    from utils.workspace import ARTIFACT_ROOT_ENV
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     # use_workspace() sets this for the notebook's own process; a terminal would not have it.
-    env.pop(_ARTIFACT_ROOT_ENV, None)
+    env.pop(ARTIFACT_ROOT_ENV, None)
     return subprocess.run(
         [mlflow_executable(), *args],
         env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,

@@ -3,7 +3,8 @@ team server with users.
 
 - :func:`read_databricks_config` asks databricks-sdk (which MLflow resolves ``databricks``
   tracking URIs with) which host and token this kernel would use, contacts nothing, and
-  checks their shape; :func:`check_databricks_connection` tries them, only when called.
+  checks their shape; :meth:`DatabricksConfig.sdk_config` hands them to the SDK's
+  ``WorkspaceClient`` for a check that does contact the workspace.
 - :func:`start_auth_server` runs ``mlflow server --app-name basic-auth``: a generated admin
   password in a private file of the workspace, and a SQLite or PostgreSQL backend store
   whose password never reaches a command line or a log.
@@ -19,7 +20,6 @@ import functools
 import os
 import re
 import secrets
-import socket
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from utils.env import temporary_environment
 from utils.errors import CourseError
-from utils.workspace import Workspace, get_workspace
+from utils.workspace import URI_PASSWORD, Workspace, get_workspace, mask_uri
 
 HOST_ENV = "DATABRICKS_HOST"
 TOKEN_ENV = "DATABRICKS_TOKEN"
@@ -44,10 +44,6 @@ TOKEN_DESCRIPTION = "`dapi` followed by 32 hexadecimal characters (0-9, a-f), so
 # For scanning, a little wider than a valid token (any case, a-h as secret scanners use),
 # so that a near-token is reported too.
 TOKEN_LIKE = re.compile(r"dapi[0-9a-h]{32}(?:-[0-9]+)?", re.IGNORECASE)
-# scheme://user:password@host - the password group is what must never be shown.
-URI_PASSWORD = re.compile(
-    r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/@'\"]+:)(?P<pw>[^\s/@'\"]+)(?P<at>@)", re.IGNORECASE
-)
 # Placeholders a text may show in place of a password: <password>, ${PW}, $PW, ****, ...
 PLACEHOLDER = re.compile(r"^(?:<[^>]*>|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\{[^}]*\}|[*x.•…]+)$", re.I)
 
@@ -58,11 +54,6 @@ def mask_token(token: str | None) -> str:
     if not token:
         return "(not set)"
     return f"{token[:4]}…{token[-4:]}" if TOKEN_PATTERN.fullmatch(token) else "****"
-
-
-def mask_uri(uri: str) -> str:
-    """``uri`` with any password between ``user:`` and ``@`` replaced by ``****``."""
-    return URI_PASSWORD.sub(lambda m: f"{m['head']}****{m['at']}", uri)
 
 
 def uri_password(uri: str) -> str | None:
@@ -277,120 +268,7 @@ def _check_private(path: Path) -> None:
         )
 
 
-@dataclass(frozen=True)
-class ConnectionCheck:
-    """The result of trying a remote tracking server: ``ok`` and one sentence."""
-
-    ok: bool
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def check_databricks_connection(config: DatabricksConfig, timeout: float = 10) -> ConnectionCheck:
-    """Ask the workspace who the token belongs to (databricks-sdk's
-    ``WorkspaceClient().current_user.me()``, the check ``mlflow.login()`` makes), within about
-    ``timeout`` seconds. Never raises for a network or credential problem: the result says
-    what went wrong in one sentence."""
-    from databricks.sdk import WorkspaceClient
-
-    try:
-        me = WorkspaceClient(config=config.sdk_config(timeout)).current_user.me()
-    except Exception as error:  # noqa: BLE001 - every failure becomes one sentence
-        return ConnectionCheck(False, redact(explain_databricks_error(error, config.host, timeout), [config.token]))
-    return ConnectionCheck(True, f"Connected to {config.host} as {me.user_name} with token {config.masked_token}.")
-
-
-# -- explaining failures ----------------------------------------------------------------
-def _causes(error: BaseException) -> list[BaseException]:
-    chain, seen = [], set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        chain.append(error)
-        error = error.__cause__ or error.__context__
-    return chain
-
-
-def http_status(error: BaseException) -> int | None:
-    """The HTTP status behind an MLflow or databricks-sdk error, or None."""
-    from mlflow.exceptions import MlflowException
-
-    for item in _causes(error):
-        if isinstance(item, MlflowException):
-            match = re.search(r"error code (\d{3}) != ", str(item))
-            if match:
-                return int(match[1])
-            code = item.get_http_status_code()
-            if code != 500 or "INTERNAL_ERROR" in str(item):
-                return code
-        response = getattr(item, "response", None)
-        if getattr(response, "status_code", None):
-            return response.status_code
-        if type(item).__module__.startswith("databricks.sdk"):
-            from databricks.sdk.errors.platform import STATUS_CODE_MAPPING
-
-            for code, kind in STATUS_CODE_MAPPING.items():  # Unauthenticated is 401, ...
-                if isinstance(item, kind):
-                    return code
-    return None
-
-
-def _network_problem(error: BaseException, where: str, timeout: float | None) -> str | None:
-    import requests
-
-    causes = _causes(error)
-    text = " ".join(f"{type(e).__name__} {e}" for e in causes)
-    unreachable = (f"Could not connect to {where}: the server is down or unreachable from this "
-                   "machine (no network, firewall or proxy).")
-    if any(isinstance(e, socket.gaierror) for e in causes) or "NameResolutionError" in text:
-        return (f"The host name of {where} could not be resolved: check the address for typos, "
-                "or this machine has no network (no DNS).")
-    if any(isinstance(e, ConnectionRefusedError) for e in causes) or "NewConnectionError" in text:
-        return unreachable
-    if any(isinstance(e, requests.exceptions.SSLError) for e in causes) or "SSLError" in text:
-        return (f"The secure (TLS) connection to {where} failed: the address may not be a "
-                "Databricks workspace, or a proxy intercepts HTTPS.")
-    if any(isinstance(e, (requests.exceptions.Timeout, TimeoutError)) for e in causes) or "timed out" in text:
-        wait = f" within {timeout:g} s" if timeout else ""
-        return f"{where} did not answer{wait}: the network is slow or blocked (firewall, proxy, VPN)."
-    if any(isinstance(e, (requests.exceptions.ConnectionError, ConnectionError)) for e in causes):
-        return unreachable
-    return None
-
-
-def _last_resort(error: BaseException, what: str, status: int | None) -> str:
-    if status:
-        return f"{what} answered with HTTP {status}."
-    lines = redact(str(error)).strip().splitlines()
-    return f"The request failed with {type(error).__name__}: {lines[0][:200] if lines else '(no message)'}"
-
-
-def explain_databricks_error(error: BaseException, host: str, timeout: float | None = None) -> str:
-    """One sentence on why talking to the Databricks workspace at ``host`` failed."""
-    status = http_status(error)
-    if status in (401, 403):
-        return (f"The workspace at {host} refused the token (HTTP {status}): it has expired, was "
-                "revoked, was mistyped, or belongs to another workspace. Generate a new one under "
-                f"User settings > Developer > Access tokens and update {TOKEN_ENV}.")
-    if status == 404:
-        return (f"{host} answered, but not as a Databricks workspace does (HTTP 404): check that "
-                f"{HOST_ENV} is the address of your workspace.")
-    return _network_problem(error, host, timeout) or _last_resort(error, f"The workspace at {host}", status)
-
-
-def explain_tracking_error(error: BaseException, url: str) -> str:
-    """One sentence on why a request to the tracking server at ``url`` failed."""
-    status = http_status(error)
-    if status == 401:
-        return (f"The server at {url} refused the login (HTTP 401 Unauthorized): the user name in "
-                f"{USERNAME_ENV} or the password in {PASSWORD_ENV} is wrong.")
-    if status == 403:
-        return (f"The server at {url} knows the user but refused the request (HTTP 403 Forbidden): "
-                "ask an admin for permission on this experiment.")
-    return _network_problem(error, url, None) or _last_resort(error, f"The server at {url}", status)
-
-
+# -- logging in to a tracking server -----------------------------------------------------
 @contextlib.contextmanager
 def tracking_credentials(username: str, password: str) -> Iterator[None]:
     """Use these MLflow credentials for the block, then restore the previous ones."""

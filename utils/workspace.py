@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,10 +32,19 @@ _COURSE_SET_URI_ENV = "_COURSE_SET_TRACKING_URI"
 # through a SQL store get the server's artifact root. Setting it in the notebook
 # process gives experiments made by ``mlflow.set_experiment`` the same root, instead of
 # a ``./mlruns`` folder beside whichever notebook happened to create them.
-_ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
+ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
 #: What ``use_workspace()`` leaves in this process's environment. A child process started
 #: for another workspace (a test's notebook kernel) must not inherit them.
-PROCESS_VARIABLES = (TRACKING_URI_ENV, _COURSE_SET_URI_ENV, _ARTIFACT_ROOT_ENV)
+PROCESS_VARIABLES = (TRACKING_URI_ENV, _COURSE_SET_URI_ENV, ARTIFACT_ROOT_ENV)
+# scheme://user:password@host - the password group is what must never be shown.
+URI_PASSWORD = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/@'\"]+:)(?P<pw>[^\s/@'\"]+)(?P<at>@)", re.IGNORECASE
+)
+
+
+def mask_uri(uri: str) -> str:
+    """``uri`` with any password between ``user:`` and ``@`` replaced by ``****``."""
+    return URI_PASSWORD.sub(lambda m: f"{m['head']}****{m['at']}", uri)
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,7 @@ def use_workspace(local: bool = False) -> Workspace:
     import mlflow
 
     workspace = get_workspace()
-    os.environ[_ARTIFACT_ROOT_ENV] = str(workspace.artifacts_dir)
+    os.environ[ARTIFACT_ROOT_ENV] = str(workspace.artifacts_dir)
     set_aside = readers_tracking_uri() if local else ""
     readers_own = workspace.uses_explicit_tracking_uri and not local
     uri = workspace.tracking_uri if readers_own else workspace.backend_store_uri
@@ -125,8 +135,6 @@ def use_workspace(local: bool = False) -> Workspace:
         set_aside = set_aside or registry
         mlflow.set_registry_uri(uri)
     if set_aside:
-        from utils.remote import mask_uri
-
         print(f"This notebook works on the local course workspace; {mask_uri(set_aside)} "
               "(from your environment) is left alone.")
     return workspace
@@ -159,7 +167,7 @@ def initialise_store(workspace: Workspace) -> None:
     import mlflow
 
     with workspace_lock(workspace, "store"), \
-            temporary_environment(**{_ARTIFACT_ROOT_ENV: str(workspace.artifacts_dir)}):
+            temporary_environment(**{ARTIFACT_ROOT_ENV: str(workspace.artifacts_dir)}):
         if not workspace.db_path.exists():
             _copy_empty_store(workspace)
         mlflow.MlflowClient(tracking_uri=workspace.backend_store_uri).search_experiments(max_results=1)
@@ -197,7 +205,7 @@ def empty_store_template() -> Path:
         if not template.exists():
             partial = folder / f".{template.name}.{os.getpid()}"
             partial.unlink(missing_ok=True)
-            with temporary_environment(**{_ARTIFACT_ROOT_ENV: _TEMPLATE_ROOT}):
+            with temporary_environment(**{ARTIFACT_ROOT_ENV: _TEMPLATE_ROOT}):
                 mlflow.MlflowClient(tracking_uri=f"sqlite:///{partial}").search_experiments(max_results=1)
             os.replace(partial, template)
     return template
