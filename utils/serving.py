@@ -20,44 +20,36 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import requests
 
 from utils.errors import CourseError
-from utils.tracking import (DEFAULT_HOST, _running, _terminate_with_parent, file_tail,
-                            find_free_port, mlflow_executable, port_is_free,
-                            stop_process_group)
+from utils.tracking import (DEFAULT_HOST, BackgroundServer, find_free_port, mlflow_executable,
+                            port_is_free)
 from utils.workspace import get_workspace
 
 
-class ModelServer:
+class ModelServer(BackgroundServer):
     """``mlflow models serve`` for one model URI, on loopback.
 
     >>> with ModelServer("models:/imdb-sentiment-classifier@champion") as served:
     ...     served.predict(["A wonderful film."])
     """
 
+    ready_path = "/ping"  # answers 200 once the model is loaded
+
     def __init__(self, model_uri: str, port: int = 0, host: str = DEFAULT_HOST,
                  startup_timeout: float = 300.0) -> None:
         if not isinstance(model_uri, str) or not model_uri.strip():
             raise CourseError(f"model_uri must name a model, e.g. 'models:/<name>@champion'; got {model_uri!r}.")
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-            raise CourseError(f"port must be a whole number from 1 to 65535, or 0 for any free port; got {port!r}.")
+        super().__init__(port, host, startup_timeout)
         self.model_uri = model_uri.strip()
-        self.requested_port = port
-        self.port = port
-        self.host = host
-        self.startup_timeout = startup_timeout
-        self.process: subprocess.Popen | None = None
-        self.log_path: Path | None = None
 
     @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def name(self) -> str:
+        return f"`{self.command_line()}`"
 
     @property
     def invocations_url(self) -> str:
@@ -72,10 +64,6 @@ class ModelServer:
     def command_line(self) -> str:
         return shlex.join(self.command())
 
-    @property
-    def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def start(self) -> ModelServer:
         """Start the server and wait until the model is loaded (``/ping`` answers 200)."""
         if self.is_running:
@@ -85,7 +73,6 @@ class ModelServer:
             raise CourseError(f"Port {self.port} on {self.host} is already in use. Choose another "
                               "port, or 0 to let the course pick a free one.")
         workspace = get_workspace()
-        self.log_path = workspace.logs_dir / f"model-server-{self.port}.log"
         mlflow = mlflow_executable()
         command = [mlflow, *self.command()[1:]]
         env = {
@@ -95,47 +82,7 @@ class ModelServer:
             # The model server needs no progress bars, and they would fill its log.
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
-        with open(self.log_path, "w", encoding="utf-8") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                cwd=workspace.path, start_new_session=True, preexec_fn=_terminate_with_parent,
-            )
-        _running.add(self)
-        self._wait_until_ready()
-        return self
-
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                code = self.process.returncode if self.process else None
-                self.stop()
-                raise CourseError(
-                    f"`{self.command_line()}` exited while loading the model (exit code {code}). "
-                    f"The end of its log {self.log_path}:\n{self.log_tail()}"
-                )
-            try:
-                if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise CourseError(
-            f"The model server did not answer on {self.url}/ping within {self.startup_timeout:.0f} s. "
-            f"The end of its log {self.log_path}:\n{self.log_tail()}"
-        )
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop the server and every process it started; safe to call twice."""
-        process, self.process = self.process, None
-        _running.discard(self)
-        if process is None:
-            return
-        stop_process_group(process, timeout)
-
-    def log_tail(self, lines: int = 20) -> str:
-        return file_tail(self.log_path, lines)
+        return self.launch(command, workspace.logs_dir / f"model-server-{self.port}.log", workspace.path, env)
 
     # -- asking for predictions ----------------------------------------------------------
     def request(self, body: dict, timeout: float = 60) -> requests.Response:
@@ -153,12 +100,6 @@ class ModelServer:
         """The same request as a ``curl`` command for a terminal."""
         return shlex.join(["curl", "-s", self.invocations_url, "-H", "Content-Type: application/json",
                            "-d", json.dumps(body)])
-
-    def __enter__(self) -> ModelServer:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"

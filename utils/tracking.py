@@ -34,7 +34,7 @@ DEFAULT_PORT = 5000
 #: notebooks share one server (and JupyterLab's) instead of each starting its own.
 SERVER_RECORD = "server.json"
 
-_running: set[TrackingServer] = set()
+_running: set[BackgroundServer] = set()
 
 
 def file_tail(path: Path | None, lines: int = 20) -> str:
@@ -76,7 +76,84 @@ def mlflow_executable() -> str:
     )
 
 
-class TrackingServer:
+class BackgroundServer:
+    """A server command running in the background, as the course runs all of its servers.
+
+    It runs in a process group of its own, its output in a log file; :meth:`launch` returns
+    once :meth:`ready` says it answers (by default ``GET <url><ready_path>`` gives 200), or
+    raises :class:`CourseError` with the end of its log. :meth:`stop` ends the whole group
+    (the workers a server forks included); so do this Python process's exit and, through
+    Linux, the death of the process that started it (a killed kernel).
+    """
+
+    name = "The server"
+    ready_path = "/health"
+
+    def __init__(self, port: int, host: str = DEFAULT_HOST, startup_timeout: float = 240.0) -> None:
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise CourseError(
+                f"port must be a whole number from 1 to 65535, or 0 for any free port; got {port!r}."
+            )
+        self.requested_port = self.port = port
+        self.host = host
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's base address, e.g. ``http://127.0.0.1:5000``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ready(self) -> bool:
+        return _answers(f"{self.url}{self.ready_path}")
+
+    def launch(self, command: Sequence[str], log_path: Path, cwd: Path, env: dict[str, str]):
+        """Run ``command`` in the background and wait until :meth:`ready`; return ``self``."""
+        self.log_path = Path(log_path)
+        with open(self.log_path, "w", encoding="utf-8") as log:
+            self.process = subprocess.Popen(
+                list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=cwd, start_new_session=True, preexec_fn=_terminate_with_parent,
+            )
+        _running.add(self)
+        deadline = time.monotonic() + self.startup_timeout
+        while not self.ready():
+            problem = ""
+            if self.process.poll() is not None:
+                problem = f"exited during start-up (exit code {self.process.returncode})"
+            elif time.monotonic() > deadline:
+                problem = f"did not answer on {self.url}{self.ready_path} within {self.startup_timeout:.0f} s"
+            if problem:
+                tail = self.log_tail()
+                self.stop()
+                raise CourseError(f"{self.name} {problem}. The end of its log {self.log_path}:\n{tail}")
+            time.sleep(0.25)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the server and every process of its group; safe to call twice."""
+        process, self.process = self.process, None
+        _running.discard(self)
+        if process is not None:
+            stop_process_group(process, timeout)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log file."""
+        return file_tail(self.log_path, lines)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+class TrackingServer(BackgroundServer):
     """One ``mlflow server`` process serving a course workspace.
 
     Parameters
@@ -113,38 +190,24 @@ class TrackingServer:
         env: dict[str, str] | None = None,
         record: bool = False,
     ) -> None:
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-            raise CourseError(
-                f"port must be a whole number from 1 to 65535, or 0 for any free port; got {port!r}."
-            )
+        super().__init__(port, host, startup_timeout)
         self.workspace = workspace or get_workspace()
-        self.requested_port = port
-        self.port = port
-        self.host = host
         self.backend_store_uri = backend_store_uri or self.workspace.backend_store_uri
         self.default_artifact_root = default_artifact_root or str(self.workspace.artifacts_dir)
         self.app_name = app_name
         self.allowed_hosts = list(allowed_hosts or [])
-        self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.record = record
-        self.process: subprocess.Popen | None = None
-        self.log_path: Path | None = None
         #: Who runs the server when this object only uses it (see :func:`workspace_server`).
         self.shared_from: str | None = None
         #: Where a browser opens the UI; a path on the lab's address for JupyterLab's server.
         self.ui_base: str | None = None
 
-    # -- addresses ------------------------------------------------------------------
+    name = "The MLflow server"
     #: The login for plain HTTP requests: none, the course's servers of notebooks 01-06 are
     #: open (notebook 02's server with users is a :class:`TrackingServer` too, with logins).
     auth = None
-
-    @property
-    def url(self) -> str:
-        """The server's base address, e.g. ``http://127.0.0.1:5000``."""
-        return f"http://{self.host}:{self.port}"
 
     def experiment_url(self, experiment_id: str) -> str:
         """The UI page of one experiment."""
@@ -158,8 +221,8 @@ class TrackingServer:
     @property
     def is_running(self) -> bool:
         if self.shared_from:
-            return _answers_health(self.url)
-        return self.process is not None and self.process.poll() is None
+            return self.ready()
+        return super().is_running
 
     def server_options(self) -> list[str]:
         """The options of ``mlflow server`` for this server."""
@@ -205,27 +268,14 @@ class TrackingServer:
             new_file = Path(self.backend_store_uri.removeprefix("sqlite:///"))
             if not new_file.exists() and new_file.parent.is_dir():  # a new store of its own
                 copy_empty_store(new_file, f"{self.default_artifact_root.rstrip('/')}/0")
-        self.log_path = self.workspace.logs_dir / f"mlflow-server-{self.port}.log"
         env = {
             **os.environ,
             # The GenAI job runner forks extra processes the course never uses.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             **self.env,
         }
-        with open(self.log_path, "w", encoding="utf-8") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=self.workspace.path,
-                # Its own process group: stop() ends the server and every worker it forks.
-                start_new_session=True,
-                preexec_fn=_terminate_with_parent,
-            )
-        _running.add(self)
-        self._wait_until_healthy()
+        self.launch(self.command(), self.workspace.logs_dir / f"mlflow-server-{self.port}.log",
+                    self.workspace.path, env)
         if self.record:
             _write_record(self.workspace, {"url": self.url, "pid": self.process.pid,
                                            "started_by": "a notebook of the course"})
@@ -234,19 +284,9 @@ class TrackingServer:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server and its workers; safe to call twice. A shared server (see
         :func:`workspace_server`) belongs to whoever started it and keeps running."""
-        process, self.process = self.process, None
-        _running.discard(self)
-        if process is None:
-            return
-        if self.record:
-            _remove_record(self.workspace, process.pid)
-        stop_process_group(process, timeout)
-
-    def __enter__(self) -> TrackingServer:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
+        if self.record and self.process is not None:
+            _remove_record(self.workspace, self.process.pid)
+        super().stop(timeout)
 
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
@@ -254,39 +294,16 @@ class TrackingServer:
         return f"<TrackingServer {self.url} {state}{shared}>"
 
     # -- helpers --------------------------------------------------------------------
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the server's log file."""
-        return file_tail(self.log_path, lines)
-
     def _check_port(self) -> None:
         if port_is_free(self.port, self.host):
             return
         what = "another program"
-        if _answers_health(f"http://{self.host}:{self.port}"):
+        if _answers(f"http://{self.host}:{self.port}/health"):
             what = "another MLflow server (perhaps one started by another notebook or `make lab`)"
         raise CourseError(
             f"Port {self.port} on {self.host} is already in use by {what}. "
             "Stop that program, or choose another port: set the notebook parameter `port` "
             "to a free port, or to 0 to let the course pick one."
-        )
-
-    def _wait_until_healthy(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                code = self.process.returncode if self.process else None
-                self.stop()
-                raise CourseError(
-                    f"The MLflow server exited during start-up (exit code {code}). "
-                    f"The end of its log {self.log_path}:\n{self.log_tail()}"
-                )
-            if _answers_health(self.url):
-                return
-            time.sleep(0.25)
-        self.stop()
-        raise CourseError(
-            f"The MLflow server did not answer on {self.url}/health within "
-            f"{self.startup_timeout:.0f} s. The end of its log {self.log_path}:\n{self.log_tail()}"
         )
 
 
@@ -348,7 +365,7 @@ def workspace_server(port: int = 0, workspace: Workspace | None = None) -> Track
         url = str(record["url"])
     except (OSError, ValueError, KeyError, TypeError):
         record, url = None, ""
-    if record and _answers_health(url) and _serves(url, workspace):
+    if record and _answers(f"{url}/health") and _serves(url, workspace):
         server = TrackingServer(workspace=workspace, port=int(url.rsplit(":", 1)[1]))
         server.shared_from = str(record.get("started_by") or "another process")
         server.ui_base = record.get("ui_base") or None
@@ -378,7 +395,7 @@ class RemoteServer:
 
     @property
     def is_running(self) -> bool:
-        return _answers_health(self.url)
+        return _answers(f"{self.url}/health")
 
     experiment_url = TrackingServer.experiment_url
     run_url = TrackingServer.run_url
@@ -411,9 +428,9 @@ def tracking_server(port: int = 0) -> TrackingServer | RemoteServer | None:
     return workspace_server(port=port)
 
 
-def _answers_health(url: str) -> bool:
+def _answers(url: str) -> bool:
     try:
-        response = requests.get(f"{url}/health", timeout=2)
+        response = requests.get(url, timeout=2)
     except requests.RequestException:
         return False
     return response.status_code == 200
