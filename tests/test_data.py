@@ -1,19 +1,10 @@
-"""The IMDB data: the course's own subset, finding other copies, the book's archive (an
-explicit download), and the seeded subsets.
-
-Nothing here touches the internet: downloads come from a real HTTP server on loopback,
-and "offline" is a loopback port nobody listens on.
-"""
+"""The IMDB data: the course's own subset, finding other copies, and the seeded subsets."""
 
 import gzip
 import hashlib
-import http.server
 import io
 import os
 import re
-import threading
-import zipfile
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +12,6 @@ import pytest
 
 from utils import data
 from utils.errors import CourseError
-from utils.tracking import find_free_port
 
 SHIPPED = data.course_data_dir()
 
@@ -38,14 +28,6 @@ def write_splits(folder: Path, rows: int = 6, drop_column: str | None = None) ->
             frame = frame.drop(columns=[drop_column])
         frame.to_csv(folder / name, index=False)
     return folder
-
-
-def zip_of(folder: Path, arcroot: str = "imdb") -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted(folder.iterdir()):
-            archive.write(path, f"{arcroot}/{path.name}")
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -136,105 +118,6 @@ def test_the_shipped_subset_is_balanced_clean_and_splits_do_not_overlap():
         assert frame["review"].is_unique, f"{split} holds a review twice"
     seen = [set(frame["review"]) for frame in frames.values()]
     assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
-
-
-# -- the book's archive: an explicit download ------------------------------------------------
-def test_offline_download_says_the_course_does_not_need_it(tmp_path):
-    with pytest.raises(CourseError) as error:
-        data.download_imdb(f"http://127.0.0.1:{find_free_port()}/imdb.zip", tmp_path / "data" / "imdb-book")
-    message = str(error.value)
-    assert "offline" in message and "its own subset in data/imdb is used by default" in message
-    assert list((tmp_path / "data").iterdir()) == []
-
-
-@pytest.fixture
-def archive_server(tmp_path):
-    """A real HTTP server on loopback serving ``imdb.zip`` built from small CSVs."""
-    served = tmp_path / "served"
-    served.mkdir()
-    payload = zip_of(write_splits(tmp_path / "source"))
-    (served / "imdb.zip").write_bytes(payload)
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/imdb.zip", hashlib.sha256(payload).hexdigest()
-    server.shutdown()
-    server.server_close()
-
-
-def test_download_unpacks_checks_and_is_then_named_by_course_data_dir(archive_server, tmp_path, monkeypatch):
-    url, _ = archive_server
-    found = data.download_imdb(url, tmp_path / "data" / "imdb-book")
-    assert found.path == (tmp_path / "data" / "imdb-book").resolve()
-    assert found.counts["test"] == {"negative": 6, "positive": 6}
-    # Nothing but the unpacked folder is left behind (no archive, no temporary folders).
-    assert [p.name for p in (tmp_path / "data").iterdir()] == ["imdb-book"]
-    monkeypatch.setenv("COURSE_DATA_DIR", str(found.path))
-    assert data.find_imdb().path == found.path
-
-
-def test_the_download_command_reports_size_time_and_how_to_use_it(archive_server, tmp_path, monkeypatch, capsys):
-    url, _ = archive_server
-    monkeypatch.setattr(data, "IMDB_URL", url)
-    assert data.main(["download", "--to", str(tmp_path / "book")]) == 0
-    said = capsys.readouterr().out
-    assert re.search(r"^36 reviews \(\d+ MB of CSV\) in .*book, in \d+ s\.$", said, re.M)
-    assert f"export COURSE_DATA_DIR={(tmp_path / 'book').resolve()}" in said
-
-
-def test_download_with_the_known_checksum(archive_server, tmp_path, monkeypatch):
-    url, digest = archive_server
-    monkeypatch.setattr(data, "IMDB_ARCHIVE_SHA256", digest)
-    assert data.download_imdb(url, tmp_path / "data" / "imdb-book").counts["valid"]["positive"] == 6
-
-
-def test_download_with_a_wrong_checksum_unpacks_nothing(archive_server, tmp_path, monkeypatch):
-    url, _ = archive_server
-    monkeypatch.setattr(data, "IMDB_ARCHIVE_SHA256", "0" * 64)
-    with pytest.raises(CourseError, match="has sha256 .* not the expected 0000"):
-        data.download_imdb(url, tmp_path / "data" / "imdb-book")
-    assert list((tmp_path / "data").iterdir()) == []
-
-
-# -- unpacking -----------------------------------------------------------------------------
-def test_unpack_a_good_archive(tmp_path):
-    archive = tmp_path / "imdb.zip"
-    archive.write_bytes(zip_of(write_splits(tmp_path / "src")))
-    found = data.unpack_imdb(archive, tmp_path / "data" / "imdb-book")
-    assert sorted(p.name for p in found.path.iterdir()) == ["test.csv", "train.csv", "valid.csv"]
-
-
-def test_unpack_rejects_an_archive_with_a_missing_column(tmp_path):
-    archive = tmp_path / "imdb.zip"
-    archive.write_bytes(zip_of(write_splits(tmp_path / "src", drop_column="review")))
-    with pytest.raises(CourseError, match="not the expected data: .*no column 'review'"):
-        data.unpack_imdb(archive, tmp_path / "data" / "imdb-book")
-    assert list((tmp_path / "data").iterdir()) == []
-
-
-def test_unpack_rejects_an_archive_without_the_imdb_folder(tmp_path):
-    archive = tmp_path / "imdb.zip"
-    archive.write_bytes(zip_of(write_splits(tmp_path / "src"), arcroot="other"))
-    with pytest.raises(CourseError, match="does not hold an imdb/ folder .*other"):
-        data.unpack_imdb(archive, tmp_path / "data" / "imdb-book")
-
-
-def test_unpack_rejects_entries_outside_the_folder(tmp_path):
-    archive = tmp_path / "imdb.zip"
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("../escape.txt", "x")
-    with pytest.raises(CourseError, match="unsafe entry"):
-        data.unpack_imdb(archive, tmp_path / "data" / "inner")
-    assert not (tmp_path / "data" / "escape.txt").exists()
-
-
-def test_unpack_rejects_a_file_that_is_not_a_zip(tmp_path):
-    archive = tmp_path / "imdb.zip"
-    archive.write_text("<html>not found</html>")
-    with pytest.raises(CourseError, match="not a zip archive"):
-        data.unpack_imdb(archive, tmp_path / "data" / "imdb-book")
 
 
 # -- subsets -----------------------------------------------------------------------------

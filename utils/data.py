@@ -9,22 +9,13 @@ compressed with gzip, ``train.csv.gz`` ...), each with the columns ``review`` (t
    the repository with its source and citation (``data/imdb/SOURCE.md``). Nothing is
    downloaded.
 
-The book's full archive is an explicit choice: ``python -m utils.data download`` fetches it
-into ``<course>/data/imdb-book`` and says how to use it.
-
 Training on all of it takes too long on a laptop CPU, so every run uses a balanced,
 seeded subset that :func:`make_subset` writes into the course workspace.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import sys
-import tempfile
-import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +25,6 @@ from utils.errors import CourseError
 from utils.workspace import get_workspace, repo_root
 
 DATA_DIR_ENV = "COURSE_DATA_DIR"
-IMDB_URL = "https://pl-flash-data.s3.amazonaws.com/imdb.zip"
-# The sha256 of the archive at IMDB_URL is not known to the course: nobody has checked it
-# against a copy they trust, and a digest copied from the same download would prove
-# nothing. A download is therefore accepted only if its contents pass the strict checks of
-# `validate_imdb_folder`; fill this in (`sha256sum imdb.zip`) once you have a trusted copy.
-IMDB_ARCHIVE_SHA256: str | None = None
-DOWNLOAD_TIMEOUT = 30  # seconds without an answer before a download counts as offline
-
 COLUMNS = ("review", "sentiment")
 LABELS = ("negative", "positive")
 # CSV file of each split, and the notebook parameter that sets the split's size.
@@ -52,11 +35,6 @@ SIZE_PARAMETERS = {"train_size": "train", "val_size": "valid", "test_size": "tes
 def course_data_dir() -> Path:
     """``<course>/data/imdb``: the course's own subset, shipped in the repository."""
     return repo_root() / "data" / "imdb"
-
-
-def book_data_dir() -> Path:
-    """``<course>/data/imdb-book``: where ``python -m utils.data download`` puts the book's archive."""
-    return repo_root() / "data" / "imdb-book"
 
 
 def _set_it_up_hint(lead: str = "Point") -> str:
@@ -129,7 +107,7 @@ def validate_imdb_folder(path: Path | str) -> ImdbFolder:
     return ImdbFolder(path.resolve(), counts)
 
 
-# -- finding or downloading the data ----------------------------------------------------
+# -- finding the data ----------------------------------------------------
 def _configured_folder(configured: str) -> Path:
     """``COURSE_DATA_DIR`` as a folder; a relative one is looked up from the working
     directory, then from the course folder (notebooks run inside ``notebooks/``)."""
@@ -162,82 +140,6 @@ def find_imdb() -> ImdbFolder:
         ) from None
 
 
-def download_imdb(url: str | None = None, dest: Path | str | None = None) -> ImdbFolder:
-    """Download the book's archive, unpack it into ``dest`` (``<course>/data/imdb-book``) and
-    check it; nothing is left behind when a step fails."""
-    import requests
-    from tqdm.auto import tqdm
-
-    url = url or IMDB_URL
-    dest = Path(dest) if dest is not None else book_data_dir()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    not_needed = "The course does not need it: its own subset in data/imdb is used by default."
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:
-        archive = Path(tmp) / "imdb.zip"
-        try:
-            with requests.get(url, stream=True, timeout=DOWNLOAD_TIMEOUT) as response:
-                response.raise_for_status()
-                total = int(response.headers.get("content-length") or 0) or None
-                with open(archive, "wb") as out, tqdm(
-                    total=total, unit="B", unit_scale=True, desc="imdb.zip"
-                ) as bar:
-                    for chunk in response.iter_content(chunk_size=1 << 16):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
-        except (requests.ConnectionError, requests.Timeout) as error:
-            raise CourseError(
-                f"Cannot download the IMDB reviews from {url}: this machine seems to be "
-                f"offline ({type(error).__name__}). {not_needed}"
-            ) from None
-        except requests.HTTPError as error:
-            raise CourseError(f"Downloading {url} failed ({error}). {not_needed}") from None
-        if IMDB_ARCHIVE_SHA256 and digest.hexdigest() != IMDB_ARCHIVE_SHA256:
-            raise CourseError(
-                f"The archive downloaded from {url} has sha256 {digest.hexdigest()}, "
-                f"not the expected {IMDB_ARCHIVE_SHA256}; it was not unpacked. {not_needed}"
-            )
-        return unpack_imdb(archive, dest)
-
-
-def unpack_imdb(archive: Path | str, dest: Path | str) -> ImdbFolder:
-    """Unpack an ``imdb.zip`` (one ``imdb/`` folder with the CSVs) into the folder ``dest``
-    and check it.
-
-    The archive is unpacked into a temporary folder first and moved into place only when
-    its contents pass :func:`validate_imdb_folder`, so a bad archive leaves nothing behind.
-    """
-    archive, dest = Path(archive), Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".unpack-") as tmp:
-        try:
-            with zipfile.ZipFile(archive) as zipped:
-                root = Path(tmp).resolve()
-                for member in zipped.namelist():
-                    # An entry such as ../../x would be written outside dest.
-                    if not (root / member).resolve().is_relative_to(root):
-                        raise CourseError(f"{archive} has an unsafe entry {member!r}; not unpacked.")
-                zipped.extractall(tmp)
-        except zipfile.BadZipFile:
-            raise CourseError(f"{archive} is not a zip archive; the download may be damaged.") from None
-        unpacked = Path(tmp) / "imdb"
-        if not unpacked.is_dir():
-            found = sorted(p.name for p in Path(tmp).iterdir())
-            raise CourseError(
-                f"{archive} does not hold an imdb/ folder (it holds {', '.join(found) or 'nothing'})."
-            )
-        try:
-            validate_imdb_folder(unpacked)
-        except CourseError as error:
-            raise CourseError(f"The archive {archive} is not the expected data: {error}") from None
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.move(str(unpacked), dest)
-    return validate_imdb_folder(dest)
-
-
-# -- the subsets runs train on -------------------------------------------------------
 def max_size(counts: dict[str, int]) -> int:
     """The largest balanced subset a split allows: twice its rarer label's rows."""
     return 2 * min(counts.values())
@@ -313,33 +215,3 @@ def make_subset(
         sample.to_csv(partial, index=False)
         os.replace(partial, folder / name)
     return folder
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m utils.data download``: fetch the book's full archive (an explicit choice;
-    the course runs on its own subset) and say how to use it."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m utils.data",
-        description="The course trains on its own IMDB subset (data/imdb). `download` fetches the "
-                    f"book's full archive from {IMDB_URL} into data/imdb-book instead; it reports "
-                    "the archive's size and the time it took.")
-    parser.add_argument("command", choices=["download"])
-    parser.add_argument("--to", type=Path, default=book_data_dir(), help="the folder to unpack into")
-    args = parser.parse_args(argv)
-    started = time.monotonic()
-    try:
-        found = download_imdb(dest=args.to)
-    except CourseError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    rows = sum(sum(c.values()) for c in found.counts.values())
-    size = sum(found.file(split).stat().st_size for split in SPLIT_FILES) / 2**20
-    print(f"{rows} reviews ({size:.0f} MB of CSV) in {found.path}, in {time.monotonic() - started:.0f} s.")
-    print(f"Use them with `export {DATA_DIR_ENV}={found.path}` before `make course` or `make lab`.")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
