@@ -29,7 +29,7 @@ from tests.notebook_runner import workspace_store
 from utils.exercises import CORRECT, GENERIC_FAILURE, INCORRECT, NOT_ATTEMPTED, ex05
 from utils.serving import ModelServer
 
-EXPERIMENT, EMPTY = "ex05-runs", "ex05-empty"
+EXPERIMENT, EMPTY, SINGLE = "ex05-runs", "ex05-empty", "ex05-single"
 COURSE_MODEL = "imdb-sentiment-classifier"  # notebook 05's registered_model_name
 MY_MODEL, ALIAS = ex05.MY_MODEL, ex05.ALIAS
 REVIEWS = ["A warm, funny and beautifully acted film.", "Two boring hours.", "Lovely music, dull story."]
@@ -73,9 +73,9 @@ def _log_run(experiment_id: str, name: str, accuracy: float, code: Path) -> str:
 
 @pytest.fixture(scope="module")
 def store():
-    """Two finished runs, each with its model, and notebook 05's registry: the course's
-    model with its champion (the best run's model), and the learner's model with two
-    versions, 1 the best run's model and 2 the other's."""
+    """Two finished runs, each with its model (and one more, alone in the experiment
+    SINGLE), and notebook 05's registry: the course's model with its champion (the best
+    run's model)."""
     ram = RAM if RAM.is_dir() and os.access(RAM, os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="course-ex05-", dir=ram) as folder, \
             workspace_store(Path(folder)):
@@ -85,7 +85,8 @@ def store():
         experiment_id = client.create_experiment(EXPERIMENT)
         client.create_experiment(EMPTY)
         runs = {"best": _log_run(experiment_id, "best", 0.85, code),
-                "worse": _log_run(experiment_id, "worse", 0.70, code)}
+                "worse": _log_run(experiment_id, "worse", 0.70, code),
+                "alone": _log_run(client.create_experiment(SINGLE), "alone", 0.60, code)}
         course = mlflow.register_model(f"runs:/{runs['best']}/model", COURSE_MODEL)
         client.set_registered_model_alias(COURSE_MODEL, ALIAS, course.version)
         yield client, runs
@@ -182,6 +183,18 @@ def test_champion_from_a_run_of_another_experiment_says_so(registry):
     _crown(registry, 1)
     _incorrect(ex05.q1, _namespace(registry, my_version=1, experiment_name=EMPTY),
                "which is not a finished run of 'ex05-empty'")
+
+
+def test_champion_of_the_only_run_says_make_sure_of_a_second(registry, store):
+    # An experiment with one scored run: its model is "the best" of nothing to choose from.
+    _, runs = store
+    alone = mlflow.register_model(f"runs:/{runs['alone']}/model", MY_MODEL)
+    try:
+        _crown(registry, alone.version)
+        _incorrect(ex05.q1, _namespace(registry, my_version=alone, experiment_name=SINGLE),
+                   "only one finished run with a test_accuracy", "utils.ensure_run(")
+    finally:
+        registry.delete_model_version(MY_MODEL, alone.version)
 
 
 def test_champion_before_the_notebooks_experiment_says_run_from_the_top(registry):

@@ -81,6 +81,10 @@ def _check_champion(answers: dict, namespace: dict) -> str:
     if source is None:
         raise Incorrect(f"Version {champion.version} comes from run {champion.run_id}, which is not a "
                         f"finished run of {name!r} with a test_accuracy: register the model of one.")
+    if len(runs) < 2:
+        raise Incorrect(f"{name!r} has only one finished run with a test_accuracy: there is no best "
+                        "to choose yet. Run the cell above the exercise (`utils.ensure_run(...)`), "
+                        "which makes sure of a second run, then register the better one.")
     best = max(r.data.metrics["test_accuracy"] for r in runs)
     accuracy = source.data.metrics["test_accuracy"]
     if accuracy < best:
