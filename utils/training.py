@@ -506,6 +506,17 @@ def messages_explained_in_03_left_out() -> Iterator[None]:
         pytorch_flavor.removeFilter(pickle_advice)
 
 
+def run_pieces(params: RunParameters):
+    """The subset's folder, the data module, the classifier and the trainer of a run, built
+    by notebook 03's own functions (:mod:`utils.ch03`), as its cells build them."""
+    from utils import ch03
+
+    quiet_libraries()
+    folder = data_folder(params)
+    datamodule = ch03.review_data_module(folder, params)
+    return folder, datamodule, ch03.sentiment_classifier(params, datamodule.labels), ch03.sentiment_trainer(params)
+
+
 def record_run(params: RunParameters, experiment_id: str | None = None):
     """Train, test and record one run with notebook 03's own functions (:mod:`utils.ch03`);
     return the finished run. It goes into the experiment ``experiment_id``, else
@@ -523,11 +534,7 @@ def record_run(params: RunParameters, experiment_id: str | None = None):
         mlflow.set_experiment(experiment_id=experiment_id)
     else:
         mlflow.set_experiment(params.experiment_name)
-    quiet_libraries()
-    folder = data_folder(params)
-    datamodule = ch03.review_data_module(folder, params)
-    model = ch03.sentiment_classifier(params, datamodule.labels)
-    trainer = ch03.sentiment_trainer(params)
+    folder, datamodule, model, trainer = run_pieces(params)
     autolog_was_off = autologging_is_disabled("pytorch")
     ch03.autolog_lightning()
     try:

@@ -46,11 +46,7 @@ def one_run(variant: str, params) -> dict[str, float]:
 
     from utils import ch03
 
-    training.quiet_libraries()
-    folder = training.data_folder(params)
-    datamodule = ch03.review_data_module(folder, params)
-    model = ch03.sentiment_classifier(params, datamodule.labels)
-    trainer = ch03.sentiment_trainer(params)
+    folder, datamodule, model, trainer = training.run_pieces(params)
     trainer.progress_bar_callback.disable()
     wall = time.perf_counter()
     if variant == "plain":

@@ -92,11 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         from utils import ch03
 
-        training.quiet_libraries()
-        folder = training.data_folder(params)
-        datamodule = ch03.review_data_module(folder, params)
-        model = ch03.sentiment_classifier(params, datamodule.labels)
-        trainer = ch03.sentiment_trainer(params)
+        folder, datamodule, model, trainer = training.run_pieces(params)
         trainer.progress_bar_callback.disable()
         ch03.autolog_lightning()
         with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="benchmark") as run:
