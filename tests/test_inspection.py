@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from tests.notebook_runner import workspace_store  # noqa: E402
-from utils import inspection, training  # noqa: E402
+from utils import inspection, runs  # noqa: E402
 from utils.errors import CourseError  # noqa: E402
 
 pytestmark = pytest.mark.full
@@ -43,7 +43,7 @@ def _on_disk(uri: str) -> Path:
 
 def test_the_logged_model_is_found_on_disk_apart_from_the_run(store):
     workspace, run_id, info, _ = store
-    model = training.logged_model_of_run(run_id)
+    model = runs.logged_model_of_run(run_id)
     assert model.model_id == info.model_id and model.source_run_id == run_id
     folder = _on_disk(model.artifact_location)
     assert folder.is_dir() and folder.is_relative_to(workspace.artifacts_dir)
@@ -54,7 +54,7 @@ def test_the_logged_model_is_found_on_disk_apart_from_the_run(store):
 
 def test_tree_shows_every_file_of_the_model(store):
     _, run_id, _, _ = store
-    folder = _on_disk(training.logged_model_of_run(run_id).artifact_location)
+    folder = _on_disk(runs.logged_model_of_run(run_id).artifact_location)
     tree = inspection.folder_tree(folder)
     lines = tree.splitlines()
     assert lines[0] == "artifacts/"
@@ -72,7 +72,7 @@ def test_artifact_tree_asks_mlflow_and_draws_the_same_tree(store):
     """Notebooks 03 and 05 list a model's files through MLflow (so that a tracking server's
     artifacts work too): the drawing is the same as that of the files on disk."""
     _, run_id, _, _ = store
-    model = training.logged_model_of_run(run_id)
+    model = runs.logged_model_of_run(run_id)
     listed = inspection.artifact_tree(model.artifact_location)
     on_disk = inspection.folder_tree(_on_disk(model.artifact_location))
     assert listed == on_disk
@@ -105,7 +105,7 @@ def test_creating_an_existing_experiment_fails_with_one_clear_line(store):
 
 def test_run_without_a_model_has_none(store):
     _, _, _, bare_run_id = store
-    assert training.logged_model_of_run(bare_run_id) is None
+    assert runs.logged_model_of_run(bare_run_id) is None
 
 
 def test_chart_compares_runs_and_rejects_unknown_metrics(store):

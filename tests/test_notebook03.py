@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.notebook_runner import NOTEBOOKS, cell_text, output_text, run_notebook, servers_of
-from utils import training
+from utils import runs, training
 
 NAME = "03_first_autologged_run.ipynb"
 TINY = {"train_size": 96, "val_size": 20, "test_size": 20, "batch_size": 4}
@@ -100,7 +100,7 @@ def test_the_default_run_fills_the_run_page(executed):
     # A checkpoint that load_checkpoint reads back.
     assert run.data.tags["mlflow.latest_checkpoint_artifact"] == "checkpoints/latest_checkpoint.pth"
     # The model, logged with pinned requirements, linked to the run.
-    model = training.logged_model_of_run(run_id, client)
+    model = runs.logged_model_of_run(run_id, client)
     assert model is not None and model.source_run_id == run_id
     requirements = open(f"{model.artifact_location}/requirements.txt", encoding="utf-8").read()
     assert "pytorch-lightning==1.9.5" in requirements and "transformers==" in requirements
@@ -144,7 +144,7 @@ def test_a_second_run_records_under_the_given_names(executed):
     assert {name: run.data.params[name] for name in ("train_size", "val_size", "test_size", "batch_size")} == \
         {name: str(value) for name, value in TINY.items()}
     assert len(client.get_metric_history(run.info.run_id, "train_accuracy_step")) == 6
-    model = training.logged_model_of_run(run.info.run_id, client)
+    model = runs.logged_model_of_run(run.info.run_id, client)
     assert model.artifact_location.startswith(str(workspace))
 
 

@@ -23,7 +23,7 @@ from mlflow.entities import LoggedModelOutput, Param, RunTag
 
 from tests.notebook_runner import run_notebook, workspace_store
 from tools import batch
-from utils import training
+from utils import runs, training
 from utils.backbone import FOLDER_TAG, PACKAGE, packaged_backbone, portable_name
 from utils.env import temporary_environment
 from utils.errors import CourseError
@@ -163,20 +163,20 @@ def test_find_run_reuses_only_a_run_with_equal_params(store):
     experiment = "reuse-tests"
     params = training.validate_parameters(experiment_name=experiment, **SMALL)
     older = record(params, experiment=experiment)
-    assert training.find_run(params) == older
+    assert runs.find_run(params) == older
     newer = record(params, experiment=experiment)
-    assert training.find_run(params) == newer  # the newest of the equal ones
+    assert runs.find_run(params) == newer  # the newest of the equal ones
     # Not reused: an unfinished run, a run without a model, another name, the old kind of
     # record without the course's params, a run with one other value.
     record(params, experiment=experiment, finish=False)
     record(params, experiment=experiment, model=False)
     record(params, experiment=experiment, run_name="other")
     record(params, experiment=experiment, course=False)
-    assert training.find_run(params) == newer
+    assert runs.find_run(params) == newer
     for changed in ({"train_size": 41}, {"seed": 7}, {"pooling": "pooler"}, {"learning_rate": 0.003},
                     {"strategy": ["freeze_unfreeze", 1]}, {"max_length": 64}):
         other = training.validate_parameters(experiment_name=experiment, **{**SMALL, **changed})
-        assert training.find_run(other) is None, changed
+        assert runs.find_run(other) is None, changed
 
 
 def test_ensure_run_returns_the_equal_run_and_ensure_example_run_any_run_of_that_name(store):
@@ -184,9 +184,9 @@ def test_ensure_run_returns_the_equal_run_and_ensure_example_run_any_run_of_that
     params = training.validate_parameters(experiment_name=experiment, **SMALL)
     run_id = record(params, experiment=experiment)
     runs_before = len(mlflow.search_runs(experiment_names=[experiment]))
-    assert training.ensure_run(experiment_name=experiment, **SMALL) == run_id
+    assert runs.ensure_run(experiment_name=experiment, **SMALL) == run_id
     # Notebooks 04 and 05 look at the reader's own run of notebook 03, whatever its sizes.
-    assert training.ensure_example_run(experiment_name=experiment, train_size=200) == run_id
+    assert runs.ensure_example_run(experiment_name=experiment, train_size=200) == run_id
     assert len(mlflow.search_runs(experiment_names=[experiment])) == runs_before  # nothing trained
 
 

@@ -17,7 +17,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from tests.notebook_runner import workspace_store
-from utils import sentiment_model, training
+from utils import runs, sentiment_model
 from utils.data import find_imdb, read_split
 
 # Four reviews nobody could read two ways (none of them is the notebooks' examples).
@@ -111,7 +111,7 @@ def test_the_model_has_a_signature_and_an_input_example(default_run, classifier)
     signature = classifier.metadata.signature
     assert signature is not None
     assert signature.to_dict() == sentiment_model.SIGNATURE.to_dict()
-    folder = training.logged_model_of_run(default_run.run_id).artifact_location
+    folder = runs.logged_model_of_run(default_run.run_id).artifact_location
     example = classifier.metadata.load_input_example(folder)
     assert list(example) == sentiment_model.EXAMPLE_REVIEWS
 

@@ -15,9 +15,8 @@ import pytest
 
 import utils
 from tests.notebook_runner import workspace_store
-from utils import training
+from utils import runs, training
 from utils.backbone import packaged_backbone, resolve_backbone
-from utils.env import temporary_environment
 from utils.errors import CourseError
 from utils.sentiment_model import classify
 
@@ -161,7 +160,7 @@ def test_example_run_is_finished_and_autologged(example_run):
         **TINY}
     assert {"train_accuracy", "val_accuracy", "test_accuracy"} <= set(run.data.metrics)
     assert "model_summary.txt" in [a.path for a in client.list_artifacts(run_id)]
-    model = training.logged_model_of_run(run_id)
+    model = runs.logged_model_of_run(run_id)
     assert model is not None and model.source_run_id == run_id
     assert str(workspace) in model.artifact_location
     # As notebook 03 records it: datasets, a checkpoint, system metrics, pinned requirements.
@@ -225,7 +224,7 @@ def test_predictions_agree_with_the_logged_test_accuracy_and_flash(example_run, 
     from flash.text import TextClassificationData
 
     run_id, _, _ = example_run
-    model_id = training.logged_model_of_run(run_id).model_id
+    model_id = runs.logged_model_of_run(run_id).model_id
     model = mlflow.pytorch.load_model(f"models:/{model_id}", map_location="cpu")
     predicted = classify(model, test_reviews["review"].tolist())[0]
     accuracy = (pd.Series(predicted) == test_reviews["sentiment"]).mean()

@@ -14,8 +14,8 @@ from utils.workspace import Workspace, get_workspace, use_workspace
 
 # name -> module that defines it; imported on first use.
 _LAZY = {
-    "ensure_example_run": "utils.training",
-    "ensure_run": "utils.training",
+    "ensure_example_run": "utils.runs",
+    "ensure_run": "utils.runs",
     "release_memory": "utils.training",
     "serve_model": "utils.serving",
 }

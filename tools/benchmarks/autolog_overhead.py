@@ -42,11 +42,11 @@ def one_run(variant: str, params) -> dict[str, float]:
     """Train and test once; return the wall seconds, the loops' seconds and the accuracy."""
     import mlflow
 
-    from utils import training
+    from utils import runs, training
 
     from utils import ch03
 
-    folder, datamodule, model, trainer = training.run_pieces(params)
+    folder, datamodule, model, trainer = runs.run_pieces(params)
     trainer.progress_bar_callback.disable()
     wall = time.perf_counter()
     if variant == "plain":

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         import mlflow
 
         import utils
-        from utils import training
+        from utils import runs, training
 
         utils.use_workspace()
         experiment = mlflow.set_experiment("benchmark_training")
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         from utils import ch03
 
-        folder, datamodule, model, trainer = training.run_pieces(params)
+        folder, datamodule, model, trainer = runs.run_pieces(params)
         trainer.progress_bar_callback.disable()
         ch03.autolog_lightning()
         with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="benchmark") as run:
