@@ -156,13 +156,20 @@ def test_history_untouched_is_not_attempted(store):
     assert ex04.q1.evaluate(_namespace(store, cpu_history=...)).status == NOT_ATTEMPTED
 
 
-@pytest.mark.parametrize("form", ["values", "entries"])
-def test_history_every_value_in_step_order_is_correct(store, form):
+def test_history_every_value_in_step_order_is_correct(store):
     entries = sorted(_rest_entries(store["chapter02"]), key=lambda m: m["step"])
-    given = [m["value"] for m in entries] if form == "values" else entries
-    verdict = ex04.q1.evaluate(_namespace(store, cpu_history=given))
+    verdict = ex04.q1.evaluate(_namespace(store, cpu_history=[m["value"] for m in entries]))
     assert verdict.status == CORRECT, verdict
     assert "4 values" in verdict.message and "step 0 to 3" in verdict.message
+
+
+def test_history_the_metric_entries_instead_of_their_values_say_keep_the_value(store):
+    # The list of dicts of `answer.json()["metrics"]`, in the right order, is still not the
+    # list of values the exercise asks for.
+    entries = sorted(_rest_entries(store["chapter02"]), key=lambda m: m["step"])
+    _incorrect(ex04.q1, _namespace(store, cpu_history=entries), "metric entries", "not numbers",
+               '`[m["value"] for m in entries]`')
+    _incorrect(ex04.q1, _namespace(store, cpu_history=[{"step": 0}]), "metric entries")
 
 
 def test_history_latest_value_only_is_the_mistakes_message(store):
@@ -188,8 +195,8 @@ def test_history_the_whole_json_says_take_its_metrics(store):
     _incorrect(ex04.q1, _namespace(store, cpu_history=answer), "whole JSON answer", "`metrics`")
 
 
-@pytest.mark.parametrize("given", [42.0, ["a", "b"], [{"step": 0}], None],
-                         ids=["number", "words", "entries-without-value", "none"])
+@pytest.mark.parametrize("given", [42.0, ["a", "b"], ["12.5", "40.0", "31.25", "8.0"], "12.5", None],
+                         ids=["number", "words", "numbers-as-text", "text", "none"])
 def test_history_not_a_list_of_numbers_says_so(store, given):
     _incorrect(ex04.q1, _namespace(store, cpu_history=given), "a list of numbers")
 

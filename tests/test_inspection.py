@@ -81,18 +81,6 @@ def test_artifact_tree_asks_mlflow_and_draws_the_same_tree(store):
     assert "(" not in shallow  # no sizes
 
 
-def test_cli_describes_the_run_as_json_with_source_tags(store):
-    workspace, run_id, _, _ = store
-    described = inspection.describe_run(run_id, tracking_uri=workspace.tracking_uri)
-    assert described["info"]["run_id"] == run_id
-    assert described["data"]["params"] == {"lr": "0.1"}
-    tags = inspection.source_tags(described["data"]["tags"])
-    assert tags and all(key.startswith("mlflow.source.") for key in tags)
-    assert tags["mlflow.source.type"] == "LOCAL"
-    with pytest.raises(CourseError, match="runs describe"):
-        inspection.describe_run("0" * 32, tracking_uri=workspace.tracking_uri)
-
-
 def test_creating_an_existing_experiment_fails_with_one_clear_line(store):
     workspace, _, _, _ = store
     result = inspection.run_mlflow_cli("experiments", "create", "-n", EXPERIMENT,

@@ -13,7 +13,7 @@ import pytest
 
 from tests.model_servers import model_servers_of
 from tests.notebook_runner import cell_text, run_notebook, servers_of
-from utils import training
+from utils import runs, training
 
 pytestmark = pytest.mark.full
 
@@ -71,7 +71,7 @@ def test_04_lists_creates_and_describes_with_the_cli(executed):
     assert "RESOURCE_ALREADY_EXISTS" in created and "dl_model_chapter02) already exists" in created
     described = cell_text(nb, "mlflow runs describe")
     assert re.search(r'"run_id": "[0-9a-f]{32}"', described) and '"metrics"' in described
-    assert "'mlflow.source.type'" in cell_text(nb, "inspection.describe_run(")
+    assert "'mlflow.source.type'" in cell_text(nb, "json.loads(description.read_text())")
     # chapter02, one run per learning rate, and the learning-rate run trained again
     runs = [r for r in _runs(executed["workspace"]) if r.info.run_id in executed["runs_after_04a"]]
     assert sorted(r.info.run_name for r in runs if not _is_rerun(r)) == ["chapter02", "lr=0.0003", "lr=0.03"]
@@ -127,21 +127,21 @@ def test_04_lists_sweep_runs_only_when_there_are_some(executed):
 
 def test_04_code_tracking_catches_uncommitted_edits(executed):
     nb = executed["04a"]
-    assert "'mlflow.source.type': 'NOTEBOOK'" in cell_text(nb, "inspection.source_tags(run.data.tags)")
+    assert "'mlflow.source.type': 'NOTEBOOK'" in cell_text(nb, "source_tags(run.data.tags)")
     script_tags = cell_text(nb, "committed_run = run_script(demo)")
     assert "'mlflow.source.name': 'train.py'" in script_tags
     assert re.search(r"'mlflow.source.git.commit': '[0-9a-f]{40}'", script_tags)
     assert "same commit for different code: True" in cell_text(nb, "edited_run = run_script(demo)")
-    side_by_side = cell_text(nb, "course.git.untracked_files")
-    assert re.search(r"course\.git\.dirty\s+false\s", side_by_side)
-    assert re.search(r"course\.git\.dirty\s+true\s", side_by_side)
+    # The script's own set_tag calls: the same commit, but only the edited run is dirty.
+    # (pandas may print the two columns as two blocks: read the rows by their label)
+    rows = cell_text(nb, '"course.git.dirty"]').splitlines()
+    commits = re.findall(r"[0-9a-f]{40}", " ".join(r for r in rows if r.startswith("course.git.commit")))
+    assert len(commits) == 2 and commits[0] == commits[1]
+    assert re.findall(r"true|false", " ".join(r for r in rows if r.startswith("course.git.dirty"))) == ["false", "true"]
+    # ... and its log_text call: the edit as a patch that gives the edited code back.
     patch = cell_text(nb, "load_text(")
     assert "-LEARNING_RATE = 0.1" in patch and "+LEARNING_RATE = 0.01" in patch
-    assert "+++ b/notes.txt" in patch
     assert "the edited run's code is back: True" in cell_text(nb, "git clone")
-    notebook_tags = cell_text(nb, 'log_code_state(notebook="04_experiments_and_runs.ipynb")')
-    assert "'course.source.notebook': '04_experiments_and_runs.ipynb'" in notebook_tags
-    assert re.search(r"'course.git.dirty': '(true|false)'", notebook_tags)
 
 
 def _trained_by_ensure_run(notebook) -> str:
@@ -217,8 +217,11 @@ def test_05_reads_mlmodel_and_the_environment_files(executed):
     assert "flavors: ['python_function', 'pytorch']" in loaded and "logged by our run: True" in loaded
     assert "positive_probability" in loaded  # the signature's outputs
     assert "def save_model(" in cell_text(nb, "inspect.getsource(sentiment_model.save_model)")
-    files = cell_text(nb, '["requirements.txt", "conda.yaml", "python_env.yaml"]')
-    assert "mlflow==3." in files and "dependencies:" in files and "-r requirements.txt" in files
+    files = cell_text(nb, 'show_file(model_folder / "requirements.txt"')
+    assert files.count("mlflow==3.") == 1  # the list of packages once, not once per file
+    assert "dependencies:" in files and "-r requirements.txt" in files
+    # The file the download adds: the registered model and version, none for a logged model.
+    assert "model_name: null" in cell_text(nb, 'model_folder / "registered_model_meta"')
     assert "MISSING" not in cell_text(nb, 'required = ["torch"')
     assert "mlflow.pytorch.pickle_module" in cell_text(nb, "pickle_module_info.txt")
 
@@ -262,7 +265,7 @@ def test_05_registers_once_and_loads_by_the_alias(executed):
     (version,) = versions  # the second run registered nothing new
     run = mlflow.MlflowClient(f"sqlite:///{executed['workspace']}/mlflow.db").get_run(version.run_id)
     assert run.info.run_name == "chapter02"
-    assert version.source == training.logged_model_of_run(version.run_id, client).model_uri
+    assert version.source == runs.logged_model_of_run(version.run_id, client).model_uri
     assert client.get_model_version_by_alias("imdb-sentiment-classifier", "champion").version == version.version
 
 
@@ -286,6 +289,13 @@ def _check_serving(notebook, workspace) -> None:
     assert servers_of(workspace) == []
 
 
+def test_05_reuses_notebook_04s_run_as_the_exercises_second_candidate(executed):
+    for key in ("05a", "05b"):
+        made = cell_text(executed[key], 'run_name="lr=0.0003"')
+        assert "training" not in made and re.search(r"^\d+ finished runs in dl_model_chapter02$", made, re.M)
+    assert executed["runs_after_05b"] == executed["runs_after_04c"]  # 05 trained no run
+
+
 def test_05_serves_the_champion_over_rest_and_stops_it(executed):
     for key in ("05a", "05b"):
         _check_serving(executed[key], executed["workspace"])
@@ -295,6 +305,9 @@ def test_05_on_its_own_in_an_empty_workspace_trains_the_run_it_needs(tmp_path):
     workspace = tmp_path / "ws"
     notebook = run_notebook(NB05, tmp_path / "out", workspace)
     assert "training 'chapter02'" in cell_text(notebook, "utils.ensure_example_run(")
+    # A second run, so that exercise 05.1 has a best run to find.
+    second = cell_text(notebook, 'run_name="lr=0.0003"')
+    assert "training 'lr=0.0003'" in second and "2 finished runs in dl_model_chapter02" in second
     assert "imdb-sentiment-classifier version 1:" in cell_text(notebook, "mlflow.register_model(")
     _check_serving(notebook, workspace)
     client, versions = _registered(workspace)

@@ -7,15 +7,12 @@ cells can stay about MLflow's own calls.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from utils.errors import CourseError
-
-SOURCE_TAG_PREFIX = "mlflow.source."
 
 
 # -- the mlflow command line --------------------------------------------------------------
@@ -53,23 +50,6 @@ def cli_error(stderr: str) -> str:
     return chosen.split(" Error: (", 1)[0]
 
 
-def describe_run(run_id: str, tracking_uri: str) -> dict:
-    """``mlflow runs describe --run-id <run_id>`` parsed from its JSON output."""
-    result = run_mlflow_cli("runs", "describe", "--run-id", run_id, tracking_uri=tracking_uri)
-    if result.returncode != 0:
-        raise CourseError(
-            f"`mlflow runs describe` failed for run {run_id}: {cli_error(result.stderr)}. "
-            "Check the run id and that the tracking URI points at the store that holds it."
-        )
-    return json.loads(result.stdout)
-
-
-def source_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    """The ``mlflow.source.*`` tags of a run (what ``| grep mlflow.source`` would keep)."""
-    return {key: value for key, value in sorted(tags.items()) if key.startswith(SOURCE_TAG_PREFIX)}
-
-
-# -- runs ------------------------------------------------------------------------------
 def plot_run_comparison(runs, metrics: Sequence[str], label: str = "tags.mlflow.runName",
                         title: str | None = None):
     """Bar chart of ``metrics`` (columns of ``mlflow.search_runs``) for each run; returns the figure.

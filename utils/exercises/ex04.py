@@ -3,6 +3,7 @@ differ between two runs."""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from utils.exercises import Exercise, Incorrect
@@ -106,11 +107,18 @@ def _check_history(answers: dict, namespace: dict) -> str:
     if isinstance(given, dict):
         raise Incorrect("`cpu_history` is the whole JSON answer: take its `metrics` list, and "
                         "from each entry its `value`.")
-    try:
-        values = [float(v["value"]) if isinstance(v, dict) else float(v) for v in given]
-    except (TypeError, ValueError, KeyError):
+    if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
+        raise Incorrect(f"`cpu_history` should be a list of numbers, the `value` of each entry of "
+                        f"the answer's `metrics` list; it is {given!r}.")
+    given = list(given)
+    if any(isinstance(v, dict) for v in given):
+        raise Incorrect("`cpu_history` holds the answer's metric entries (dictionaries with `key`, "
+                        "`value`, `step` and `timestamp`), not numbers: keep only each entry's "
+                        "`value`, as in `[m[\"value\"] for m in entries]`.")
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in given):
         raise Incorrect("`cpu_history` should be a list of numbers, the `value` of each entry of "
-                        "the answer's `metrics` list.") from None
+                        "the answer's `metrics` list.")
+    values = [float(v) for v in given]
     if values == wanted:
         return (f"{len(values)} values of {HISTORY_METRIC}, from step {history[0].step} to "
                 f"{history[-1].step}: the REST API and `client.get_metric_history` agree.")
