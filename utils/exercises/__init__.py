@@ -16,7 +16,9 @@ from utils.exercises.base import (
     Exercise,
     Incorrect,
     Verdict,
+    find_run,
+    tracking_client,
 )
 
 __all__ = ["CORRECT", "GENERIC_FAILURE", "INCORRECT", "NOT_ATTEMPTED", "STATUSES",
-           "Exercise", "Incorrect", "Verdict"]
+           "Exercise", "Incorrect", "Verdict", "find_run", "tracking_client"]

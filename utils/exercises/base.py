@@ -150,6 +150,33 @@ class Exercise:
               f"cell, run it, then the check.\n\n```python\n{self.solution_code}\n```")
 
 
+# -- what the checks share ------------------------------------------------------------
+def tracking_client(tracking_uri: str | None = None):
+    """A client of the tracking store in effect (the one the learner's own calls use), or of
+    ``tracking_uri``."""
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+
+def find_run(run_id: Any, what: str):
+    """The run ``run_id`` names in the store in effect, or :class:`Incorrect` saying what the
+    answer ``what`` (its name, e.g. ```pooler_run_id```) should be."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(run_id, str) or not run_id.strip():
+        kind = type(run_id).__name__
+        shown = repr(run_id) if run_id is None or isinstance(run_id, (str, int, float)) else f"a {kind}"
+        extra = " Take one id out of it, e.g. `.run_id.iloc[0]`." if kind in ("DataFrame", "Series") else ""
+        raise Incorrect(f"{what} should be a run id, a string of 32 hexadecimal digits such as "
+                        f"`run.info.run_id`; it is {shown}.{extra}")
+    try:
+        return tracking_client().get_run(run_id.strip())
+    except MlflowException:
+        raise Incorrect(f"There is no run {run_id!r} in this tracking store: {what} should be the "
+                        "id of a run you made in this notebook.") from None
+
+
 def _failure_message(error: BaseException, exercise: Exercise) -> str:
     text = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], str) else str(error)
     lines = text.strip().splitlines()  # (str() of a KeyError is its repr)

@@ -10,13 +10,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from utils.exercises import Exercise, Incorrect
-
-
-def _client():
-    import mlflow
-
-    return mlflow.MlflowClient()  # the store in effect: the notebook's workspace
+from utils.exercises import Exercise, Incorrect, tracking_client
 
 
 def _as_path(location: str) -> Path | None:
@@ -34,7 +28,7 @@ def _check_default_location(answers, namespace):
     from mlflow.entities import Experiment
 
     answer = answers["default_location"]
-    default = _client().get_experiment("0")
+    default = tracking_client().get_experiment("0")
     if isinstance(answer, Experiment):
         raise Incorrect("`default_location` holds the whole Experiment object. The location "
                         "is one of its attributes: add `.artifact_location`.")
@@ -89,7 +83,7 @@ def _check_own_experiment(answers, namespace):
     if name == "Default":
         raise Incorrect("Default is the experiment every store starts with, not one of your "
                         "own: choose a new name.")
-    experiment = _client().get_experiment_by_name(name)
+    experiment = tracking_client().get_experiment_by_name(name)
     if experiment is None:
         raise Incorrect(f"The store has no experiment named {name!r}. "
                         "`mlflow.set_experiment(name)` creates it (and returns it when it "

@@ -3,35 +3,13 @@ training loop the learner instruments with MLflow."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from utils.exercises import Exercise, Incorrect
-
-
-def _client():
-    import mlflow
-
-    return mlflow.MlflowClient()
-
-
-def _find_run(run_id: Any, what: str):
-    """The run ``run_id`` names in the store in effect, or Incorrect saying what is wrong."""
-    from mlflow.exceptions import MlflowException
-
-    if not isinstance(run_id, str) or not run_id.strip():
-        raise Incorrect(f"{what} should be a run id, a string of 32 hexadecimal digits such as "
-                        f"`run.info.run_id`; it is {run_id!r}.")
-    try:
-        return _client().get_run(run_id.strip())
-    except MlflowException:
-        raise Incorrect(f"There is no run {run_id!r} in this tracking store: {what} should be the "
-                        "id of a run of this notebook's experiment.") from None
+from utils.exercises import Exercise, Incorrect, find_run, tracking_client
 
 
 # -- 03.1 a note on the run -------------------------------------------------------------
 def _stray_runs(experiment_id: str, after: int, apart_from: str) -> list:
     """Runs of the experiment that started after ``after`` (ms) and carry a tag ``note``."""
-    runs = _client().search_runs([experiment_id], filter_string=f"attributes.start_time > {after}",
+    runs = tracking_client().search_runs([experiment_id], filter_string=f"attributes.start_time > {after}",
                                  max_results=50)
     return [r for r in runs if r.info.run_id != apart_from and "note" in r.data.tags]
 
@@ -44,7 +22,7 @@ def _check_note(answers: dict, namespace: dict) -> str:
     if trained is None or params is None:
         raise Incorrect("The notebook's `run` and `params` are not defined: run the notebook's "
                         "cells from the top first, then the exercise.")
-    noted = _find_run(answers["noted_run_id"], "`noted_run_id`")
+    noted = find_run(answers["noted_run_id"], "`noted_run_id`")
     run_id = trained.info.run_id
     wanted = params.train_size * params.max_epochs
     if noted.info.run_id != run_id:
@@ -117,8 +95,8 @@ def _check_comparison(answers: dict, namespace: dict) -> str:
     if namespace.get("run") is None:
         raise Incorrect("The notebook's `run` is not defined: run the notebook's cells from the "
                         "top first, then the exercise.")
-    trained = _client().get_run(namespace["run"].info.run_id)  # as recorded, with its metrics
-    other = _find_run(answers["pooler_run_id"], "`pooler_run_id`")
+    trained = tracking_client().get_run(namespace["run"].info.run_id)  # as recorded, with its metrics
+    other = find_run(answers["pooler_run_id"], "`pooler_run_id`")
     if other.info.run_id == trained.info.run_id:
         raise Incorrect("`pooler_run_id` is the notebook's own run `run`: train a second run "
                         "with `utils.ensure_run(..., pooling=\"pooler\")` and take its id.")
@@ -199,8 +177,8 @@ comparison = mlflow.search_runs(
 def _check_tiny_loop(answers: dict, namespace: dict) -> str:
     import mlflow
 
-    tiny = _find_run(answers["tiny_run_id"], "`tiny_run_id`")
-    client = _client()
+    tiny = find_run(answers["tiny_run_id"], "`tiny_run_id`")
+    client = tracking_client()
     run_id = tiny.info.run_id
     if tiny.info.status == "RUNNING":
         raise Incorrect(f"Run {run_id} is still RUNNING: the training was not inside a "

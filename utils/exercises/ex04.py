@@ -4,42 +4,22 @@ differ between two runs."""
 from __future__ import annotations
 
 import numbers
-from typing import Any
 
-from utils.exercises import Exercise, Incorrect
+from utils.exercises import Exercise, Incorrect, find_run, tracking_client
 
 HISTORY_METRIC = "system/cpu_utilization_percentage"
-
-
-def _client():
-    import mlflow
-
-    return mlflow.MlflowClient()
-
-
-def _run(run_id: Any, what: str):
-    from mlflow.exceptions import MlflowException
-
-    if not isinstance(run_id, str):
-        kind = type(run_id).__name__
-        extra = " Take one id out of it, e.g. `.run_id.iloc[0]`." if kind in ("DataFrame", "Series") else ""
-        raise Incorrect(f"{what} should be a run id (a string of 32 hexadecimal digits); it is a {kind}.{extra}")
-    try:
-        return _client().get_run(run_id.strip())
-    except MlflowException:
-        raise Incorrect(f"There is no run {run_id!r} in this tracking store.") from None
 
 
 # -- 04.2 the best run ------------------------------------------------------------------
 def _check_best(answers: dict, namespace: dict) -> str:
     name = namespace.get("experiment_name")
-    experiment = _client().get_experiment_by_name(name) if isinstance(name, str) else None
+    experiment = tracking_client().get_experiment_by_name(name) if isinstance(name, str) else None
     if experiment is None:
         raise Incorrect("The notebook's `experiment_name` names no experiment here: run the "
                         "notebook's cells from the top first.")
-    chosen = _run(answers["best_run_id"], "`best_run_id`")
-    finished = [r for r in _client().search_runs([experiment.experiment_id],
-                                                 filter_string="attributes.status = 'FINISHED'",
+    chosen = find_run(answers["best_run_id"], "`best_run_id`")
+    finished = [r for r in tracking_client().search_runs([experiment.experiment_id],
+                                                         filter_string="attributes.status = 'FINISHED'",
                                                  max_results=5000)
                 if "val_accuracy" in r.data.metrics]
     if not finished:
@@ -96,7 +76,7 @@ def _check_history(answers: dict, namespace: dict) -> str:
     run_id = namespace.get("run_id")
     if not isinstance(run_id, str):
         raise Incorrect("The notebook's `run_id` is not defined: run its cells from the top first.")
-    history = sorted(_client().get_metric_history(run_id, HISTORY_METRIC),
+    history = sorted(tracking_client().get_metric_history(run_id, HISTORY_METRIC),
                      key=lambda m: (m.step, m.timestamp))
     if not history:  # e.g. recorded where psutil was missing: no answer could be right
         raise Incorrect(f"Run {run_id} has no values of {HISTORY_METRIC} at all, so it has no "
@@ -161,7 +141,7 @@ def _check_differing(answers: dict, namespace: dict) -> str:
     if not isinstance(compared, list) or len(compared) < 2:
         raise Incorrect("The notebook's `compared` (the ids of the comparison runs) is not "
                         "defined: run the comparison cells first.")
-    first, second = (_client().get_run(run_id).data.params for run_id in compared[:2])
+    first, second = (tracking_client().get_run(run_id).data.params for run_id in compared[:2])
     wanted = {name for name in set(first) | set(second) if first.get(name) != second.get(name)}
     given = answers["differing_params"]
     if isinstance(given, str) or not hasattr(given, "__iter__"):

@@ -3,24 +3,18 @@ request to the model server."""
 
 from __future__ import annotations
 
-from utils.exercises import Exercise, Incorrect
+from utils.exercises import Exercise, Incorrect, tracking_client
 
 MY_MODEL = "my-sentiment-classifier"
 ALIAS = "champion"
 LABELS = ("negative", "positive")
 
 
-def _client():
-    import mlflow
-
-    return mlflow.MlflowClient()
-
-
 def _champion_version():
     """The version of MY_MODEL that the alias names, or Incorrect saying what is missing."""
     from mlflow.exceptions import MlflowException
 
-    client = _client()
+    client = tracking_client()
     try:
         client.get_registered_model(MY_MODEL)
     except MlflowException:
@@ -59,7 +53,7 @@ def _labels(value, what: str, count: int) -> list[str]:
 # -- 05.1 a champion of your own -------------------------------------------------------------
 def _check_champion(answers: dict, namespace: dict) -> str:
     name = namespace.get("experiment_name")
-    experiment = _client().get_experiment_by_name(name) if isinstance(name, str) else None
+    experiment = tracking_client().get_experiment_by_name(name) if isinstance(name, str) else None
     if experiment is None:
         raise Incorrect("The notebook's `experiment_name` names no experiment here: run the "
                         "notebook's cells from the top first.")
@@ -73,7 +67,7 @@ def _check_champion(answers: dict, namespace: dict) -> str:
     if number != str(champion.version):
         raise Incorrect(f"`my_version` is version {number}, but the alias {ALIAS!r} names version "
                         f"{champion.version}: give the alias to the version you registered.")
-    runs = [r for r in _client().search_runs([experiment.experiment_id],
+    runs = [r for r in tracking_client().search_runs([experiment.experiment_id],
                                              filter_string="attributes.status = 'FINISHED'",
                                              max_results=5000)
             if "test_accuracy" in r.data.metrics]
