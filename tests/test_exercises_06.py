@@ -5,12 +5,14 @@ Each check has three outcomes: untouched (`Not attempted`), the exercise's own s
 """
 
 import contextlib
+import os
 import shutil
 
 import mlflow
 import pytest
 
 from tests.notebook_runner import workspace_store
+from utils import inspection
 from utils.exercises import CORRECT, GENERIC_FAILURE, INCORRECT, NOT_ATTEMPTED, ex06
 
 
@@ -143,3 +145,70 @@ def test_closed_run_of_another_run_or_not_a_run(stuck):
     _incorrect(ex06.q2, {**stuck, "closed_run": other}, "'another-run'", "not the stuck one")
     _incorrect(ex06.q2, {**stuck, "closed_run": stuck["stuck_run_id"]}, "fetched again")
     _incorrect(ex06.q2, {"closed_run": other}, "`stuck_run_id` is not defined")
+
+
+# -- 06.3: restore a deleted experiment ------------------------------------------------------------
+@pytest.fixture
+def deleted(store, monkeypatch):
+    """The namespace after the notebook deleted `troubleshooting-restore-me` (with one run), and
+    made `troubleshooting` the active experiment, as its first cells do."""
+    # mlflow.set_experiment sets both; each test's are put back after it.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "0")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    client = mlflow.MlflowClient()
+    mlflow.set_experiment("troubleshooting")
+    found = client.get_experiment_by_name("troubleshooting-restore-me")
+    if found is None:
+        experiment_id = client.create_experiment("troubleshooting-restore-me")
+        client.set_terminated(client.create_run(experiment_id, run_name="a-run-to-keep").info.run_id)
+    else:
+        experiment_id = found.experiment_id
+    if client.get_experiment(experiment_id).lifecycle_stage == "active":
+        client.delete_experiment(experiment_id)
+    return {"mlflow": mlflow, "client": client, "experiment_name": "troubleshooting",
+            "restore_me_id": experiment_id}
+
+
+def test_restored_untouched_is_not_attempted(deleted):
+    assert ex06.q3.evaluate({**deleted, "active_experiment": ...}).status == NOT_ATTEMPTED
+
+
+def test_restored_solution_is_correct(deleted):
+    verdict = ex06.q3.evaluate(_with(deleted, ex06.q3.solution_code))
+    assert verdict.status == CORRECT, verdict
+    assert "with its 1 run(s)" in verdict.message
+    experiment = mlflow.MlflowClient().get_experiment(deleted["restore_me_id"])
+    assert experiment.lifecycle_stage == "active"
+    assert os.environ["MLFLOW_EXPERIMENT_ID"] == deleted["restore_me_id"]
+
+
+def test_restored_typical_mistake_is_a_new_name(deleted):
+    _incorrect(ex06.q3, _with(deleted, ex06.q3.mistake), "'troubleshooting-restored'",
+               "still deleted", "restore_experiment")
+
+
+def test_restored_but_not_set_or_not_restored(deleted):
+    client, experiment_id = deleted["client"], deleted["restore_me_id"]
+    _incorrect(ex06.q3, {**deleted, "active_experiment": client.get_experiment(experiment_id)},
+               "is still deleted in the store")
+    client.restore_experiment(experiment_id)
+    _incorrect(ex06.q3, {**deleted, "active_experiment": client.get_experiment(experiment_id)},
+               "not the active experiment", "mlflow.set_experiment")
+    other = client.get_experiment_by_name("troubleshooting")
+    _incorrect(ex06.q3, {**deleted, "active_experiment": other}, "is restored, but `active_experiment` is")
+    _incorrect(ex06.q3, {**deleted, "active_experiment": "troubleshooting-restore-me"},
+               "the experiment that `mlflow.set_experiment` returns")
+
+
+def test_restored_when_gone_for_good_or_without_the_section(deleted):
+    client = deleted["client"]
+    gone = client.create_experiment("troubleshooting-collected")
+    run_id = client.create_run(gone).info.run_id
+    client.delete_experiment(gone)
+    uri = mlflow.get_tracking_uri()  # --run-ids: only this run, not every deleted one
+    assert inspection.run_mlflow_cli("gc", "--backend-store-uri", uri, "--experiment-ids", gone,
+                                     "--run-ids", run_id, tracking_uri=uri).returncode == 0
+    restored = client.get_experiment_by_name("troubleshooting")
+    _incorrect(ex06.q3, {**deleted, "restore_me_id": gone, "active_experiment": restored}, "`mlflow gc`")
+    _incorrect(ex06.q3, {"active_experiment": restored}, "`restore_me_id` is not defined")

@@ -10,6 +10,7 @@ import re
 
 import mlflow
 import pytest
+from mlflow.entities import ViewType
 
 from tests.notebook_runner import NOTEBOOKS, cell_text, run_notebook, servers_of
 from tests.test_notebook01 import assert_quiet, separate_server
@@ -49,16 +50,17 @@ def test_a_remote_tracking_uri_is_left_alone(executed):
 def test_outputs_are_quiet_and_whole(executed):
     for notebook in _both(executed):
         assert_quiet(notebook)
-        text = "".join(cell_text(notebook, source) for source in ("transition_model_version_stage", '"a-wrong-password"'))
+        text = cell_text(notebook, "transition_model_version_stage")
         assert "releas\n" not in text and "Please see ht\n" not in text
         assert "Add type hints" not in cell_text(notebook, "log_model(")
 
 
 def test_exercises_are_not_attempted_at_the_defaults(executed):
     for notebook in _both(executed):
-        for check in ("ex06.q1.check()", "ex06.q2.check()"):
+        for check in ("ex06.q1.check()", "ex06.q2.check()", "ex06.q3.check()"):
             assert cell_text(notebook, check).startswith("Not attempted: exercise 06.")
         assert re.search(r"stuck_run_id: [0-9a-f]{32} \| status: RUNNING", cell_text(notebook, "abandoned ="))
+        assert re.search(r"restore_me_id: \d+ \| deleted", cell_text(notebook, "restore_me_id = "))
 
 
 def test_doctor_reports_without_secrets(executed):
@@ -153,14 +155,35 @@ def test_the_host_header_and_cors_checks(executed):
         assert "with --cors-allowed-origins too: 200" in cell_text(notebook, "--cors-allowed-origins")
 
 
-def test_401_the_right_login_and_403(executed):
+def test_a_deleted_experiment_is_restored(executed):
+    workspace = executed[2]
     for notebook in _both(executed):
-        assert cell_text(notebook, 'admin.create_user("learner", password)') == ""
-        refused = cell_text(notebook, '"a-wrong-password"')
-        assert "failed with error code 401 != 200" in refused
-        assert "on how to authenticate.'" in refused  # the message whole
-        assert re.search(r"logged in: the server lists \d+ experiment\(s\)", cell_text(notebook, "logged in:"))
-        assert "failed with error code 403 != 200" in cell_text(notebook, 'create_run("0")')
+        assert cell_text(notebook, "old_id = a_deleted_experiment(old_name)") == (
+            "MlflowException: Cannot set a deleted experiment 'troubleshooting-old' as the active "
+            "experiment. You can restore the experiment, or permanently delete the experiment to "
+            "create a new one.\n")
+        taken = cell_text(notebook, "client.create_experiment(old_name)")
+        assert "lifecycle_stage: deleted" in taken
+        assert "MlflowException: Experiment(name=troubleshooting-old) already exists." in taken
+        assert "troubleshooting-old active | runs: 1" in cell_text(notebook, "client.restore_experiment(old_id)")
+        gc_help = " ".join(cell_text(notebook, "!mlflow gc --help").split())
+        assert "If run ids are not specified, data is removed for all runs in the `deleted`" in gc_help
+        assert "--experiment-ids TEXT" in gc_help
+    client = mlflow.MlflowClient(f"sqlite:///{workspace}/mlflow.db")
+    assert client.get_experiment_by_name("troubleshooting-old").lifecycle_stage == "active"
+    # The exercise's experiment stays deleted at the defaults, with its one run.
+    restore_me = client.get_experiment_by_name("troubleshooting-restore-me")
+    assert restore_me.lifecycle_stage == "deleted"
+    assert len(client.search_runs([restore_me.experiment_id], run_view_type=ViewType.ALL)) == 1
+
+
+def test_401_and_403_link_to_notebook_02(executed):
+    """The section keeps its heading (the README links to it); notebook 02 meets both for real."""
+    cells = executed[0].cells
+    start = next(i for i, cell in enumerate(cells) if cell.source.startswith("## 401 and 403"))
+    assert "(02_remote_databricks_config.ipynb#401-and-403)" in cells[start].source
+    assert "grant_user_permission" in cells[start].source
+    assert cells[start + 1].source.startswith("## Summary")
 
 
 def test_no_server_is_left_running(executed):

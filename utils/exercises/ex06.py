@@ -1,7 +1,8 @@
-"""Exercises of notebook 06 (troubleshooting): repair a store URI, close a stuck run.
+"""Exercises of notebook 06 (troubleshooting): repair a store URI, close a stuck run,
+restore a deleted experiment.
 
-Each check reads the MLflow store (the run the notebook logged, the run it left stuck),
-never a copy of the answer. A check never opens a SQLite file that does not exist, since
+Each check reads the MLflow store (the run the notebook logged, the run it left stuck, the
+experiment it deleted), never a copy of the answer. A check never opens a SQLite file that does not exist, since
 opening one would create an empty store.
 """
 
@@ -10,15 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from utils.exercises import Exercise, Incorrect
+from utils.exercises import Exercise, Incorrect, tracking_client
 
 SQLITE = "sqlite:///"
-
-
-def _client(tracking_uri: str | None = None):
-    import mlflow
-
-    return mlflow.MlflowClient(tracking_uri=tracking_uri)
 
 
 def _workspace_db() -> Path:
@@ -77,7 +72,7 @@ def _check_fixed_uri(answers, namespace):
         raise Incorrect(f"There is no database at {path}. MLflow would create an empty one "
                         "there, and find no run in it.")
     try:
-        _client(uri).get_run(run_id)
+        tracking_client(uri).get_run(run_id)
     except MlflowException:
         raise Incorrect(f"The store {path} has no run {run_id}: it is another store than the "
                         f"one the run was logged to ({_workspace_db()}).") from None
@@ -93,7 +88,7 @@ def _check_server(uri: str, run_id: str) -> str:
     # One quick try: a wrong address must not keep the check waiting through retries.
     with temporary_environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5"):
         try:
-            _client(uri).get_run(run_id)
+            tracking_client(uri).get_run(run_id)
         except MlflowException as error:
             raise Incorrect(f"Asked at {uri}, the run is not found ({str(error).splitlines()[0]}). "
                             "Name the workspace's SQLite store instead.") from None
@@ -119,7 +114,7 @@ def _check_closed_run(answers, namespace):
 
     run_id = _namespace_run_id(namespace, "stuck_run_id", "the section *A run stuck in RUNNING*")
     closed = answers["closed_run"]
-    status = _client().get_run(run_id).info.status
+    status = tracking_client().get_run(run_id).info.status
     if not isinstance(closed, Run):
         raise Incorrect("`closed_run` should be the run fetched again after you closed it: "
                         "`client.get_run(stuck_run_id)`.")
@@ -159,4 +154,64 @@ q2 = Exercise(
               "closed_run = client.get_run(stuck_run_id)"),
     mistake=("client.set_terminated(stuck_run_id)\n"
              "closed_run = client.get_run(stuck_run_id)"),
+)
+
+
+# -- 06.3 -----------------------------------------------------------------------------------
+def _active_experiment_id() -> str | None:
+    """The experiment new runs go to: ``mlflow.set_experiment`` exports its id as the
+    documented variable ``MLFLOW_EXPERIMENT_ID`` (for the processes a notebook starts)."""
+    import os
+
+    return os.environ.get("MLFLOW_EXPERIMENT_ID") or None
+
+
+def _check_restored(answers, namespace):
+    from mlflow.entities import Experiment
+    from mlflow.exceptions import MlflowException
+
+    deleted_id = namespace.get("restore_me_id")
+    if not isinstance(deleted_id, str) or not deleted_id:
+        raise Incorrect("`restore_me_id` is not defined: run the cells of the section *A deleted "
+                        "experiment* from its start, then the exercise and this check.")
+    try:
+        stored = tracking_client().get_experiment(deleted_id)
+    except MlflowException:
+        raise Incorrect(f"The store has no experiment {deleted_id} any more: `mlflow gc` "
+                        "deleted it for good, and nothing restores it. Run the cell above the "
+                        "exercise again; it makes a new one to restore.") from None
+    answer = answers["active_experiment"]
+    if not isinstance(answer, Experiment):
+        raise Incorrect("`active_experiment` should be the experiment that "
+                        "`mlflow.set_experiment` returns.")
+    if stored.lifecycle_stage != "active":
+        if answer.experiment_id != deleted_id:
+            raise Incorrect(f"`active_experiment` is {answer.name!r}, another experiment, while "
+                            f"{stored.name!r} and its run are still deleted. A new name gives an "
+                            "empty experiment; restore the deleted one with "
+                            "`client.restore_experiment(restore_me_id)`.")
+        raise Incorrect(f"{stored.name!r} is still deleted in the store. Restore it with "
+                        "`client.restore_experiment(restore_me_id)` first.")
+    if answer.experiment_id != deleted_id:
+        raise Incorrect(f"{stored.name!r} is restored, but `active_experiment` is "
+                        f"{answer.name!r}. Keep what `mlflow.set_experiment` returns for the "
+                        "restored one.")
+    if _active_experiment_id() != deleted_id:
+        raise Incorrect(f"{stored.name!r} is restored, but it is not the active experiment: new "
+                        "runs would go elsewhere. `mlflow.set_experiment` makes it active.")
+    runs = len(tracking_client().search_runs([deleted_id]))
+    return (f"{stored.name!r} is active again, with its {runs} run(s), and new runs go to it.")
+
+
+q3 = Exercise(
+    key="06.3",
+    title="Restore a deleted experiment",
+    answers=("active_experiment",),
+    check=_check_restored,
+    hint=("`client.restore_experiment(experiment_id)` undoes a deletion. Then "
+          "`mlflow.set_experiment(experiment_id=...)` (or its name) makes it the active "
+          "experiment, and returns it."),
+    solution=("client.restore_experiment(restore_me_id)\n"
+              "active_experiment = mlflow.set_experiment(experiment_id=restore_me_id)"),
+    mistake='active_experiment = mlflow.set_experiment(f"{experiment_name}-restored")',
 )
