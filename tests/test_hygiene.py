@@ -66,3 +66,22 @@ def test_no_machine_paths_or_tokens_in_tracked_files():
             if pattern.search(text):
                 offenders.append(f"{path.relative_to(ROOT)}: {pattern.search(text).group(0)}")
     assert offenders == []
+
+
+# The course's prose, over every notebook's markdown cells: short enough to read, each fact
+# said once (about 16,000 words before it was cut).
+PROSE_WORDS = 13_000
+
+
+def test_the_course_prose_stays_within_its_length():
+    words = {path.name: sum(len("".join(c["source"]).split())
+                            for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
+                            if c["cell_type"] == "markdown")
+             for path in NOTEBOOKS}
+    assert sum(words.values()) <= PROSE_WORDS, words
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_says_how_long_it_takes(path):
+    first = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"])
+    assert re.search(r"minutes to read", first) and re.search(r"\brun in\b", first), first[:300]
