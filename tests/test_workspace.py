@@ -245,10 +245,10 @@ def test_without_local_the_readers_tracking_uri_still_wins(tmp_path):
 
 
 def test_a_new_store_is_a_copy_of_the_empty_store_with_the_workspace_s_default(tmp_path):
-    """The one reach into MLflow's schema (utils.workspace._copy_empty_store): if MLflow's
+    """The one reach into MLflow's schema (utils.workspace.copy_empty_store): if MLflow's
     `experiments` table changes, the copy is refused and this fails loudly, instead of every
     new store quietly taking MLflow's seconds of migrations again."""
-    from utils.workspace import Workspace, _copy_empty_store, empty_store_template, store_cache
+    from utils.workspace import Workspace, copy_empty_store, empty_store_template, store_cache
 
     with temporary_environment(COURSE_STORE_CACHE=str(tmp_path / "cache")):
         template = empty_store_template()
@@ -257,7 +257,7 @@ def test_a_new_store_is_a_copy_of_the_empty_store_with_the_workspace_s_default(t
         assert empty_store_template().stat().st_mtime_ns == made  # made once, then reused
         workspace = Workspace(tmp_path / "ws")
         workspace.path.mkdir()
-        _copy_empty_store(workspace)
+        copy_empty_store(workspace.db_path, str(workspace.artifacts_dir / "0"))
         assert workspace.db_path.exists(), "the empty store could not be copied: has MLflow's schema changed?"
         client = mlflow.MlflowClient(tracking_uri=workspace.backend_store_uri)
         (default,) = client.search_experiments()

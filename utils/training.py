@@ -1,6 +1,5 @@
 """What notebook 03's run needs besides the code it shows: checked parameters, the data
-subset, quiet libraries, the trainer's callbacks, and finding or training runs for later
-notebooks.
+subset, quiet libraries, the trainer's callbacks, the pinned requirements of its model.
 
 Notebook 03 defines the run itself in its ``#@save`` cells (saved as :mod:`utils.ch03`):
 the datasets, the data module, the classifier, the trainer, autologging, and what the run
