@@ -215,7 +215,7 @@ def test_bad_exercise_cells_get_one_sentence_and_nothing_written(tmp_path, capsy
 
 @pytest.mark.parametrize("argv,message", [
     (["solve", "77", "OUT"], "no notebook '77'"),
-    (["solve", "missing.ipynb", "OUT"], "The notebook missing.ipynb does not exist"),
+    (["solve", "missing.ipynb", "OUT"], "no notebook 'missing.ipynb'"),
     (["list", "77"], "no notebook '77'"),
 ], ids=["number", "file", "list"])
 def test_an_unknown_notebook_is_named(tmp_path, capsys, monkeypatch, argv, message):

@@ -57,16 +57,18 @@ def execute(notebook: Path | str, output: Path | str, parameters: Mapping[str, A
             env: Mapping[str, str] | None = None, cwd: Path | str | None = None, kernel: str = "python3",
             kernel_log: Path | None = None, on_kernel_start: Callable[[int | None], None] | None = None,
             on_cell_start: Callable | None = None, km=None, log_output: bool = False,
-            start_timeout: int = 120, preexec_fn=None):
+            start_timeout: int = 120, preexec_fn=None, progress_bar: bool | dict = False,
+            execution_timeout: int | None = None):
     """Execute ``notebook`` with papermill into ``output``; return the executed notebook.
 
     ``parameters`` go into the cell after the one tagged ``parameters``. The kernel runs
     with ``env`` (default: this process's environment) in ``cwd`` (default: the notebook's
     folder); this process's own working folder is left alone. ``km``, a kernel manager
     whose kernel is already running, is used instead of a new kernel and left running
-    afterwards; ``preexec_fn`` runs in a new kernel's process before it starts. A failing
-    cell raises papermill's ``PapermillExecutionError``; the executed copy is written
-    either way.
+    afterwards; ``preexec_fn`` runs in a new kernel's process before it starts.
+    ``progress_bar`` and ``execution_timeout`` (seconds per cell) are papermill's. A failing
+    cell raises papermill's ``PapermillExecutionError``, a cell over the time limit
+    nbclient's ``CellTimeoutError``; the executed copy is written either way.
     """
     import nbformat
     import papermill
@@ -77,7 +79,8 @@ def execute(notebook: Path | str, output: Path | str, parameters: Mapping[str, A
     streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if log_output else {}
     papermill.execute_notebook(
         str(notebook), str(output), parameters=dict(parameters or {}),
-        kernel_name=kernel, progress_bar=False, start_timeout=start_timeout, log_output=log_output,
+        kernel_name=kernel, progress_bar=progress_bar, start_timeout=start_timeout, log_output=log_output,
+        execution_timeout=execution_timeout,
         kernel_manager_class=kernel_manager_class(os.environ if env is None else env, cwd,
                                                   kernel_log, on_kernel_start, preexec_fn),
         km=km, on_cell_start=on_cell_start, **streams,
