@@ -8,8 +8,9 @@ other. Full tier: the solved copy of each notebook, executed in a new workspace,
 ``Correct`` at every check; the copy with the typical mistakes prints ``Incorrect`` with a
 message of the exercise's own (never the generic one) at every check. Notebooks 01, 02 and
 06 run here; the copies of 03, 04 and 05 run on a team's tracking server instead
-(tests/test_team_server.py: solved on an open server, wrong on one with logins), which
-checks the same verdicts, so that those trainings run once.
+(tests/test_team_server.py: solved on an open server, wrong on one with logins), and those
+of 07 in tests/test_notebook07.py (the wrong one on Spark), which check the same verdicts,
+so that those trainings run once.
 """
 
 from __future__ import annotations
@@ -96,13 +97,15 @@ def test_filling_in_changes_the_exercise_cells_only(tmp_path, path, wrong):
 
 # -- full tier: the filled-in copies, executed ---------------------------------------------
 ON_A_TEAM_SERVER = {"03", "04", "05"}  # tests/test_team_server.py executes their copies
-LOCAL = [path for path in NOTEBOOKS if path.name[:2] not in ON_A_TEAM_SERVER]
+IN_ITS_OWN_TEST = {"07"}  # tests/test_notebook07.py executes its solved and wrong copies
+LOCAL = [path for path in NOTEBOOKS if path.name[:2] not in ON_A_TEAM_SERVER | IN_ITS_OWN_TEST]
 
 
-def test_the_copies_of_every_notebook_are_executed_here_or_on_the_team_server():
+def test_the_copies_of_every_notebook_are_executed_here_or_elsewhere():
+    from tests.test_notebook07 import NAME as NOTEBOOK07
     from tests.test_team_server import NOTEBOOKS_ON_THE_SERVER
 
-    assert {p.name for p in LOCAL} | set(NOTEBOOKS_ON_THE_SERVER) == {p.name for p in NOTEBOOKS}
+    assert {p.name for p in LOCAL} | set(NOTEBOOKS_ON_THE_SERVER) | {NOTEBOOK07} == {p.name for p in NOTEBOOKS}
     assert {name[:2] for name in NOTEBOOKS_ON_THE_SERVER} == ON_A_TEAM_SERVER
 
 
