@@ -3,35 +3,13 @@ the learner's own recorded as child runs of a new parent."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from utils.exercises import Exercise, Incorrect
+from utils.exercises import Exercise, Incorrect, find_run, tracking_client
 
 PARENT_TAG = "mlflow.parentRunId"
 
 
-def _client():
-    import mlflow
-
-    return mlflow.MlflowClient()
-
-
-def _find_run(run_id: Any, what: str):
-    """The run ``run_id`` names in the store in effect, or Incorrect saying what is wrong."""
-    from mlflow.exceptions import MlflowException
-
-    if not isinstance(run_id, str) or not run_id.strip():
-        raise Incorrect(f"{what} should be a run id, a string of 32 hexadecimal digits such as "
-                        f"`run.info.run_id`; it is {run_id!r}.")
-    try:
-        return _client().get_run(run_id.strip())
-    except MlflowException:
-        raise Incorrect(f"There is no run {run_id!r} in this tracking store: {what} should be the "
-                        "id of a run of this notebook's experiment.") from None
-
-
 def _children(experiment_id: str, parent_id: str) -> list:
-    return _client().search_runs([experiment_id], filter_string=f"tags.{PARENT_TAG} = '{parent_id}'",
+    return tracking_client().search_runs([experiment_id], filter_string=f"tags.{PARENT_TAG} = '{parent_id}'",
                                  max_results=1000)
 
 
@@ -65,7 +43,7 @@ def _check_best_child(answers: dict, namespace: dict) -> str:
         raise Incorrect(f"The parent {parent_id} has no finished child run: run the search first.")
     run_id = table["run_id"].iloc[0]
     if run_id not in values:
-        parent = _client().get_run(run_id).data.tags.get(PARENT_TAG)
+        parent = tracking_client().get_run(run_id).data.tags.get(PARENT_TAG)
         whose = ("a run without a parent" if parent is None else
                  f"a child of another parent ({parent})")
         raise Incorrect(f"`best_child` is {whose}, not a child of `parent_run_id`: the experiment "
@@ -107,7 +85,7 @@ q1 = Exercise(
 
 # -- 07.2 a search of your own ---------------------------------------------------------------
 def _check_own_search(answers: dict, namespace: dict) -> str:
-    parent = _find_run(answers["own_parent_id"], "`own_parent_id`")
+    parent = find_run(answers["own_parent_id"], "`own_parent_id`")
     parent_id = parent.info.run_id
     experiment_id = parent.info.experiment_id
     if parent.data.tags.get(PARENT_TAG):
@@ -115,7 +93,7 @@ def _check_own_search(answers: dict, namespace: dict) -> str:
                         "`own_parent_id` should be the new parent, started without `nested=True`.")
     children = _children(experiment_id, parent_id)
     if not children:
-        flat = _client().search_runs(
+        flat = tracking_client().search_runs(
             [experiment_id], filter_string=f"attributes.start_time >= {parent.info.start_time}",
             max_results=50)
         flat = [run for run in flat if run.info.run_id != parent_id
