@@ -133,17 +133,16 @@ def put_environment_commands_on_path() -> None:
 @contextlib.contextmanager
 def temporary_environment(**changes: str | None) -> Iterator[None]:
     """Set (or, with None, remove) environment variables for the block, then restore them."""
+    def put(values: dict[str, str | None]) -> None:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
     saved = {name: os.environ.get(name) for name in changes}
     try:
-        for name, value in changes.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        put(changes)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        put(saved)
