@@ -110,7 +110,7 @@ def test_the_default_run_fills_the_run_page(executed):
 @pytest.mark.full
 def test_the_notebook_shows_what_it_promises(executed):
     for notebook in executed[:2]:
-        assert re.search(r"experiment_id: \d+", cell_text(notebook, "get_experiment_by_name"))
+        assert re.search(r"experiment_id: \d+", cell_text(notebook, "experiment = mlflow.set_experiment("))
         datasets = cell_text(notebook, "mlflow.data.get_source(training_input)")
         assert "training" in datasets and "validation" in datasets and "read back:" in datasets
         restored = cell_text(notebook, "mlflow.pytorch.load_checkpoint")
