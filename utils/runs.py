@@ -201,8 +201,6 @@ def ensure_example_run(experiment_name: str = DEFAULTS["experiment_name"],
     notebook 03. Without one, it trains one with :func:`ensure_run` (``parameters``, such as
     ``train_size=40``, change notebook 03's defaults).
     """
-    if not os.environ.get(TRACKING_URI_ENV):  # mlflow.set_tracking_uri() sets it too
-        use_workspace()
     params = validate_parameters(experiment_name=experiment_name, run_name=run_name, **parameters)
     return _train_one(params, lambda: find_example_run(experiment_name, run_name),
                       f"No finished run {run_name!r} in experiment {experiment_name!r}")
