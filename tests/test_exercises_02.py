@@ -62,7 +62,7 @@ def test_02_1_untouched_is_not_attempted(practice):
 def test_02_1_the_solution_is_correct_and_shows_no_token(practice, capsys):
     exec(ex02.q1.solution_code, practice)
     printed = capsys.readouterr().out
-    assert "dapi…" in printed and practice["practice_token"] not in printed
+    assert "token=***" in printed and practice["practice_token"] not in printed
     verdict = _verdict(ex02.q1, practice, CORRECT, "profile [practice]", "databricks://practice")
     assert practice["practice_token"] not in verdict.message
 
@@ -88,7 +88,7 @@ def test_02_1_a_file_others_can_read_is_incorrect(practice):
     path = _write(practice, f"[practice]\nhost = {HOST}\ntoken = {practice['practice_token']}\n")
     practice["practice_config"] = remote.read_databricks_config(profile="practice", config_file=path)
     path.chmod(0o644)
-    _verdict(ex02.q1, practice, INCORRECT, "can be read by other users (mode 644)", "chmod(0o600)")
+    _verdict(ex02.q1, practice, INCORRECT, "other users of this machine can read it (mode 644)", "chmod 600")
 
 
 def test_02_1_a_wrong_value_or_a_variable_that_wins_is_explained(practice, monkeypatch):

@@ -410,8 +410,8 @@ def plan_rerun(run_id: str, store: RunStore, folder: Path):
     """``(recorded run, notebook, parameters)`` to train ``run_id`` again, checked first."""
     from mlflow.exceptions import MlflowException
 
-    from utils.remote import mask_uri
     from utils.training import NOTEBOOK_TAG, parameters_from_run
+    from utils.workspace import mask_uri
 
     if store.db_path is not None and not store.db_path.exists():  # MLflow would create it
         raise CourseError(f"There is no run {run_id!r}: the tracking store {store.db_path} does not exist. "

@@ -16,17 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from utils.remote import (
-    BACKEND_STORE_ENV,
-    PASSWORD_ENV,
-    PLACEHOLDER,
-    TOKEN_ENV,
-    TOKEN_LIKE,
-    uri_password,
-)
+from utils.remote import BACKEND_STORE_ENV, PASSWORD_ENV, TOKEN_ENV, TOKEN_LIKE
 from utils.workspace import URI_PASSWORD, Workspace, get_workspace, mask_uri
 
 BASIC_HEADER = re.compile(r"Authorization\W{1,4}Basic\s+[A-Za-z0-9+/=]{8,}", re.IGNORECASE)
+# What a text may show in place of a password: <password>, ${PW}, $PW, ****, ...
+PLACEHOLDER = re.compile(r"^(?:<[^>]*>|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\{[^}]*\}|[*x.•…]+)$", re.I)
+
+
+def uri_password(uri: str) -> str | None:
+    """The password inside ``scheme://user:password@host/...``, or None."""
+    match = URI_PASSWORD.search(uri)
+    return match["pw"] if match and not PLACEHOLDER.match(match["pw"]) else None
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ run they logged (02.2). Neither trains anything or contacts Databricks.
 from __future__ import annotations
 
 import os
-
-import stat
 from pathlib import Path
 
 from utils import remote
@@ -23,6 +21,8 @@ STUDENT = "student"
 
 # -- 02.1: a profile in a scratch config file ------------------------------------------
 def _check_practice_profile(answers, namespace) -> str:
+    from databricks.sdk.core import Config
+
     config = answers["practice_config"]
     path = Path(namespace["practice_file"])
     host, token = namespace["practice_host"], namespace["practice_token"]
@@ -33,7 +33,7 @@ def _check_practice_profile(answers, namespace) -> str:
             f"profile of the file; name the profile: `profile=\"{PRACTICE_PROFILE}\"`, "
             "`config_file=practice_file`."
         )
-    if not isinstance(config, remote.DatabricksConfig):
+    if not isinstance(config, Config):
         raise Incorrect(
             f"`practice_config` holds a {type(config).__name__}; it should be what "
             "`remote.read_databricks_config(...)` returns for your file."
@@ -44,42 +44,30 @@ def _check_practice_profile(answers, namespace) -> str:
             f"`practice_config` was read from {where}, not from the [{PRACTICE_PROFILE}] profile: "
             f"pass `profile=\"{PRACTICE_PROFILE}\"` to `read_databricks_config`."
         )
-    if config.config_file is None or config.config_file.resolve() != path.resolve():
+    if not config.config_file or Path(config.config_file).resolve() != path.resolve():
         raise Incorrect(
-            f"`practice_config` came from {config.config_file or 'the environment'}, not from "
+            f"`practice_config` came from {config.config_file or '~/.databrickscfg'}, not from "
             "`practice_file`: pass `config_file=practice_file`, so that your real "
             "~/.databrickscfg stays out of the exercise."
         )
-    if not path.is_file():
-        raise Incorrect(f"There is no file at `practice_file` ({path}) any more: write it again.")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise Incorrect(
-            f"`practice_file` can be read by other users (mode {mode:o}), and it holds a token: "
-            "`practice_file.chmod(0o600)`."
-        )
-    try:  # the file as it is now, read again the same way
+    try:  # the file as it is now (there, private), read again the same way
         now = remote.read_databricks_config(profile=PRACTICE_PROFILE, config_file=path)
     except CourseError as problem:
         raise Incorrect(f"Reading your file again fails: {problem}") from None
-    if now.host != host:
+    for name, wanted in (("host", host), ("token", token)):
+        if getattr(now, name) == wanted:
+            continue
+        variable = f"DATABRICKS_{name.upper()}"
         because = (
-            " DATABRICKS_HOST is set in this kernel, and databricks-sdk takes a variable over "
-            "the profile's line: unset it for this exercise (`del os.environ[\"DATABRICKS_HOST\"]`)."
-            if now.host_from == remote.HOST_ENV else " Write `host = ` and `practice_host`."
+            f" {variable} is set in this kernel, and databricks-sdk takes a variable over the "
+            f"profile's line: unset it for this exercise (`del os.environ[\"{variable}\"]`)."
+            if os.environ.get(variable) else f" Write `{name} = ` and `practice_{name}`."
         )
-        raise Incorrect(f"The host read back is {now.host}, not `practice_host` ({host}).{because}")
-    if now.token != token:
-        because = (
-            " DATABRICKS_TOKEN is set in this kernel, and databricks-sdk takes it over the "
-            "profile's line: unset it for this exercise."
-            if now.token_from == remote.TOKEN_ENV else " Write `token = ` and `practice_token`."
-        )
-        raise Incorrect(f"The token read back is not `practice_token` (neither is shown).{because}")
+        raise Incorrect(f"The {name} read back is not `practice_{name}` (neither is shown).{because}")
     return (
         f"profile [{PRACTICE_PROFILE}] of your file, readable by you only, read back through "
-        f"databricks-sdk: host {now.host}, token {now.masked_token}. Its tracking URI would be "
-        f"{now.tracking_uri}."
+        f"databricks-sdk: host {now.host}, token ***. Its tracking URI would be "
+        f"databricks://{now.profile}."
     )
 
 
