@@ -68,6 +68,9 @@ def pytest_runtest_setup(item):
     group = group_of(item.nodeid)
     if group not in _workspaces:
         _workspaces[group] = tempfile.mkdtemp(prefix=f"course-ws-{group}-")
+        from tests.notebook_runner import copy_empty_store  # MLflow's migrations take 5-13 s
+
+        copy_empty_store(_workspaces[group])
     os.environ["COURSE_WORKSPACE"] = _workspaces[group]
     os.environ[HEADLESS_ENV] = "1"  # no live progress widgets in a kernel nobody watches
     # Earlier tests may have exported MLFLOW_TRACKING_URI (mlflow.set_tracking_uri does).

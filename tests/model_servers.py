@@ -7,16 +7,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils.tracking import still_running  # noqa: F401  (the tests' name for it)
+import psutil
 
 MARKERS = ("mlflow.pyfunc.scoring_server", "models serve")
+
+
+def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``processes`` that have not exited (a zombie has: it only awaits its parent)."""
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
 
 
 def model_servers_of(workspace: Path | str) -> list[str]:
     """Command lines of the model-server processes of ``workspace`` that are still running
     (a zombie, already dead and waiting to be reaped, is not counted)."""
-    import psutil
-
     workspace = str(Path(workspace).resolve())
     found = []
     for process in psutil.process_iter(["cmdline", "status"]):

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
+import sqlite3
+import tempfile
 from pathlib import Path
 
 import mlflow
 
-from tools.runner import course_env, execute
+from tools import runner
+from tools.runner import execute
 from utils.env import temporary_environment
-from utils.workspace import PROCESS_VARIABLES, TRACKING_URI_ENV, repo_root, use_workspace
+from utils.workspace import (ARTIFACT_ROOT_ENV, PROCESS_VARIABLES, TRACKING_URI_ENV, repo_root,
+                             use_workspace)
 
 NOTEBOOKS = repo_root() / "notebooks"
 
@@ -20,6 +26,44 @@ def executed_course() -> Path:
     configured = os.environ.get("COURSE_OUTPUT", "").strip()
     path = Path(configured) if configured else repo_root() / "build" / "executed"
     return path if path.is_absolute() else repo_root() / path
+
+
+def empty_store_template() -> Path:
+    """A migrated, empty SQLite store of the installed MLflow, made once per machine."""
+    folder = Path(tempfile.gettempdir()) / "mlflow-dl-course-tests"
+    folder.mkdir(exist_ok=True)
+    template = folder / f"empty-store-mlflow-{mlflow.__version__}.db"
+    with open(folder / ".template.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            partial = folder / f".{template.name}.{os.getpid()}"
+            partial.unlink(missing_ok=True)
+            with temporary_environment(**{ARTIFACT_ROOT_ENV: str(folder / "artifacts")}):
+                mlflow.MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)
+            os.replace(partial, template)
+    return template
+
+
+def copy_empty_store(workspace: Path | str) -> None:
+    """Give a new test workspace a copy of the empty store, with its Default experiment's
+    artifacts in the workspace, as MLflow makes it: MLflow's migrations of a new store take
+    5-13 s, and the tests make many. ``test_workspace.py`` checks that the copy is the same."""
+    db = Path(workspace).resolve() / "mlflow.db"
+    if db.exists():
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    partial = db.with_name(f".mlflow.db.{os.getpid()}")
+    shutil.copyfile(empty_store_template(), partial)
+    with contextlib.closing(sqlite3.connect(partial)) as connection, connection:
+        connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                           (str(db.parent / "artifacts" / "0"),))
+    os.replace(partial, db)
+
+
+def course_env(workspace: Path | str, base=None, **extra: str) -> dict[str, str]:
+    """``tools.runner.course_env``, after :func:`copy_empty_store` into ``workspace``."""
+    copy_empty_store(workspace)
+    return runner.course_env(workspace, base, **extra)
 
 
 def course_environment(workspace: Path):
@@ -37,6 +81,7 @@ def course_environment(workspace: Path):
 def workspace_store(workspace: Path):
     """Point this process at ``workspace``'s store; put MLflow and the environment back after."""
     saved_uri = os.environ.get(TRACKING_URI_ENV)  # mlflow.set_tracking_uri() sets it too
+    copy_empty_store(workspace)
     with course_environment(workspace):
         try:
             yield use_workspace()

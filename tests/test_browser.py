@@ -95,7 +95,7 @@ def test_the_course_in_jupyterlab_with_the_mlflow_ui(lab, browser, workspace):
     started = time.monotonic()
 
     # The launcher offers the MLflow UI next to the notebook kernels.
-    browser.get(lab.url(f"lab?token={lab.token}", host=PUBLIC_HOST))
+    browser.get(lab.page(f"lab?token={lab.token}", host=PUBLIC_HOST))
     tile = wait.until(EC.element_to_be_clickable(
         (By.CSS_SELECTOR, '.jp-LauncherCard[title^="MLflow UI"]')))
     _screenshot(browser, "1_launcher.png")
@@ -115,7 +115,7 @@ def test_the_course_in_jupyterlab_with_the_mlflow_ui(lab, browser, workspace):
 
     # Notebook 01 opens where the Binder badge points, with its title rendered.
     browser.switch_to.window(lab_tab)
-    browser.get(lab.url("lab/tree/notebooks/01_local_setup.ipynb", host=PUBLIC_HOST))
+    browser.get(lab.page("lab/tree/notebooks/01_local_setup.ipynb", host=PUBLIC_HOST))
     wait.until(EC.visibility_of_element_located(
         (By.XPATH, "//*[contains(@class,'lm-TabBar-tabLabel')][text()='01_local_setup.ipynb']")))
     title = wait.until(EC.visibility_of_element_located(

@@ -10,7 +10,7 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from tests.notebook_runner import NOTEBOOKS, cell_text, run_notebook, servers_of
-from tools.runner import course_env, execute
+from tests.notebook_runner import course_env, execute
 from utils.tracking import TrackingServer
 from utils.workspace import Workspace
 

@@ -14,7 +14,7 @@ from mlflow.entities import ViewType
 
 from tests.notebook_runner import NOTEBOOKS, cell_text, run_notebook, servers_of
 from tests.test_notebook01 import assert_quiet, separate_server
-from tools.runner import course_env, execute
+from tests.notebook_runner import course_env, execute
 
 pytestmark = pytest.mark.full
 NAME = "06_troubleshooting.ipynb"

@@ -25,7 +25,7 @@ import pytest
 from tests.notebook_runner import NOTEBOOKS, cell_text, exercise_verdict_problems, servers_of
 from tests.test_notebook01 import assert_quiet
 from tools import exercises as tool
-from tools.runner import course_env, execute
+from tests.notebook_runner import course_env, execute
 
 pytestmark = pytest.mark.full
 NAME = "07_hyperparameter_search.ipynb"

@@ -5,6 +5,7 @@ lab starts on the first request. Requests carry the Host and Origin headers of a
 hub (hub.example.org), as a browser on Binder sends them.
 """
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from importlib.metadata import entry_points
@@ -13,8 +14,8 @@ import pytest
 import requests
 
 from tools.lab import JupyterLabServer
-from utils.lab import ICON_PATH, LAUNCHER_TITLE, PROXY_NAME, mlflow_server_command, setup_mlflow
-from utils.tracking import workspace_server
+from utils.lab import ICON_PATH, LAUNCHER_TITLE, PROXY_NAME, setup_mlflow
+from utils.tracking import TrackingServer, tracking_server
 from utils.workspace import get_workspace, repo_root
 
 PUBLIC_HOST = "hub.example.org"
@@ -45,14 +46,18 @@ def test_the_entry_is_a_valid_jupyter_server_proxy_server():
 
 def test_the_command_serves_the_course_workspace_on_loopback(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "ws"))
-    command = mlflow_server_command(port=5123)
-    options = dict(zip(command[3::2], command[4::2]))
-    assert command[1:3] == ["-m", "utils.tracking"]  # `mlflow server`, in one process
+    command = setup_mlflow()["command"](5123)
+    assert command[1:] == ["-m", "utils.tracking", "--workspace-port", "5123"]
+    served = TrackingServer(port=5123).server_options()  # what `--workspace-port 5123` runs
+    options = dict(zip(served[::2], served[1::2]))
     assert options["--host"] == "127.0.0.1" and options["--port"] == "5123"
     assert options["--workers"] == "1"
     workspace = get_workspace()
     assert options["--backend-store-uri"] == workspace.backend_store_uri
     assert options["--default-artifact-root"] == str(workspace.artifacts_dir)
+    # Noted in the workspace, for the notebooks' utils.tracking_server().
+    record = json.loads((workspace.logs_dir / "server.json").read_text())
+    assert record == {"url": "http://127.0.0.1:5123", "ui_base": "/mlflow"}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +82,7 @@ def lab(tmp_path_factory):
 def _proxied(lab, path="", method="GET", **kwargs):
     headers = {"Host": f"{PUBLIC_HOST}:{lab.port}", **lab.auth_header, **kwargs.pop("headers", {})}
     return requests.request(
-        method, lab.url(f"{PROXY_NAME}/{path}"), headers=headers, timeout=150, **kwargs
+        method, lab.page(f"{PROXY_NAME}/{path}"), headers=headers, timeout=150, **kwargs
     )
 
 
@@ -89,11 +94,11 @@ def _mlflow_port(lab):
 
 @pytest.mark.full
 def test_the_launcher_lists_the_mlflow_ui_tile(lab):
-    info = requests.get(lab.url("server-proxy/servers-info"), headers=lab.auth_header, timeout=10)
+    info = requests.get(lab.page("server-proxy/servers-info"), headers=lab.auth_header, timeout=10)
     info.raise_for_status()
     (entry,) = [s for s in info.json()["server_processes"] if s["name"] == PROXY_NAME]
     assert entry["launcher_entry"]["title"] == "MLflow UI" and entry["launcher_entry"]["enabled"]
-    icon = requests.get(lab.url(entry["launcher_entry"]["icon_url"]), headers=lab.auth_header,
+    icon = requests.get(lab.page(entry["launcher_entry"]["icon_url"]), headers=lab.auth_header,
                         timeout=10)
     assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/svg+xml"
 
@@ -127,11 +132,11 @@ def test_the_ui_api_calls_work_from_the_public_origin(lab):
 @pytest.mark.full
 def test_the_proxy_needs_the_lab_login(lab):
     _proxied(lab).raise_for_status()  # the server is up
-    anonymous = requests.get(lab.url(f"{PROXY_NAME}/"), allow_redirects=False, timeout=30)
+    anonymous = requests.get(lab.page(f"{PROXY_NAME}/"), allow_redirects=False, timeout=30)
     assert anonymous.status_code in (302, 403) and "MLflow" not in anonymous.text
     # A foreign page's CORS preflight carries no login, so the lab refuses it.
     preflight = requests.options(
-        lab.url(f"{PROXY_NAME}/ajax-api/2.0/mlflow/experiments/delete"),
+        lab.page(f"{PROXY_NAME}/ajax-api/2.0/mlflow/experiments/delete"),
         headers={"Origin": "https://attacker.example", "Access-Control-Request-Method": "POST",
                  "Access-Control-Request-Headers": "content-type"},
         timeout=30,
@@ -158,9 +163,10 @@ def test_mlflow_keeps_its_own_checks_for_direct_requests(lab):
 def test_notebooks_use_the_tile_s_server_instead_of_starting_their_own(lab, monkeypatch):
     _proxied(lab).raise_for_status()  # the reader opened the tile
     monkeypatch.setenv("COURSE_WORKSPACE", lab.env["COURSE_WORKSPACE"])
-    server = workspace_server()
-    assert server.shared_from == "JupyterLab's MLflow UI tile" and server.process is None
-    assert server.port == _mlflow_port(lab)
+    monkeypatch.setattr("mlflow.get_tracking_uri", lambda: get_workspace().backend_store_uri)
+    server = tracking_server()
+    assert server.started_by == "JupyterLab's MLflow UI tile"
+    assert server.url == f"http://127.0.0.1:{_mlflow_port(lab)}"
     assert server.run_url("1", "abc") == "/mlflow/#/experiments/1/runs/abc"  # a path on the lab
     server.stop()  # leaves the lab's server running
     assert requests.get(f"{server.url}/health", timeout=10).text == "OK"

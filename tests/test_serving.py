@@ -57,6 +57,10 @@ def classifier(default_run):
     return mlflow.pyfunc.load_model(f"runs:/{default_run.run_id}/model")
 
 
+def _predict(server: ModelServer, body) -> requests.Response:
+    return requests.post(server.invocations_url, json=body, timeout=60)
+
+
 def _process_tree(server: ModelServer) -> list[psutil.Process]:
     parent = psutil.Process(server.process.pid)
     return [parent, *parent.children(recursive=True)]
@@ -82,7 +86,9 @@ def _same_answers(answers: list[dict], expected) -> None:
 def test_the_served_model_answers_as_pyfunc_does(served, classifier):
     server, _ = served
     reviews = list(OBVIOUS)
-    answers = server.predict(reviews)
+    answer = _predict(server, {"inputs": reviews})
+    assert answer.status_code == 200, answer.text[:500]
+    answers = answer.json()["predictions"]
     _same_answers(answers, classifier.predict(reviews))
     assert [a["label"] for a in answers] == list(OBVIOUS.values())
 
@@ -94,7 +100,7 @@ def test_it_takes_a_dataframe_with_a_review_column(served, classifier, form):
     reviews = list(OBVIOUS)
     body = ({"dataframe_split": {"columns": ["review"], "data": [[r] for r in reviews]}}
             if form == "dataframe_split" else {"dataframe_records": [{"review": r} for r in reviews]})
-    answer = server.request(body)
+    answer = _predict(server, body)
     assert answer.status_code == 200, answer.text[:500]
     _same_answers(answer.json()["predictions"], classifier.predict(reviews))
 
@@ -155,6 +161,6 @@ def test_served_by_its_alias_in_the_registry(default_run, classifier):
     assert champion.predict(reviews)["label"].tolist() == expected["label"].tolist()
     with ModelServer(uri) as server:
         processes = _process_tree(server)
-        _same_answers(server.predict(reviews), expected)
+        _same_answers(_predict(server, {"inputs": reviews}).json()["predictions"], expected)
     assert still_running(processes) == []
     assert model_servers_of(default_run.workspace) == []

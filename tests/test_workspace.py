@@ -104,17 +104,6 @@ def test_switching_workspaces_in_one_process_follows_course_workspace(tmp_path):
         assert get_workspace().tracking_uri == "http://127.0.0.1:5999"
 
 
-def test_initialise_store_gives_default_the_workspace_artifact_root(tmp_path, monkeypatch):
-    from utils.workspace import initialise_store
-
-    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "ws"))
-    workspace = get_workspace()
-    initialise_store(workspace)
-    default = mlflow.MlflowClient(workspace.backend_store_uri).get_experiment("0")
-    assert default.artifact_location.startswith(str(workspace.artifacts_dir))
-    assert "_MLFLOW_SERVER_ARTIFACT_ROOT" not in os.environ
-
-
 # Three notebook-like processes and one server start on one new workspace at the same moment.
 # Each waits at a barrier (a file) after its imports, so that all four open the new store
 # together, as when a notebook and the lab's MLflow UI tile start at once.
@@ -244,31 +233,25 @@ def test_without_local_the_readers_tracking_uri_still_wins(tmp_path):
         assert mlflow.get_tracking_uri() == remote
 
 
-def test_a_new_store_is_a_copy_of_the_empty_store_with_the_workspace_s_default(tmp_path):
-    """The one reach into MLflow's schema (utils.workspace.copy_empty_store): if MLflow's
-    `experiments` table changes, the copy is refused and this fails loudly, instead of every
-    new store quietly taking MLflow's seconds of migrations again."""
-    from utils.workspace import Workspace, copy_empty_store, empty_store_template, store_cache
+def test_the_tests_copy_of_the_empty_store_is_the_store_mlflow_makes(tmp_path, monkeypatch):
+    """The tests give each new workspace a copy of an empty store (copy_empty_store, one
+    UPDATE of MLflow's own `experiments` table) instead of MLflow's seconds of migrations:
+    it must be what initialise_store makes, the Default experiment's artifacts in the
+    workspace. If MLflow's schema changes, this fails loudly."""
+    from tests.notebook_runner import copy_empty_store
+    from utils.workspace import Workspace, initialise_store
 
-    with temporary_environment(COURSE_STORE_CACHE=str(tmp_path / "cache")):
-        template = empty_store_template()
-        assert template.parent == store_cache() and mlflow.__version__ in template.name
-        made = template.stat().st_mtime_ns
-        assert empty_store_template().stat().st_mtime_ns == made  # made once, then reused
-        workspace = Workspace(tmp_path / "ws")
-        workspace.path.mkdir()
-        copy_empty_store(workspace.db_path, str(workspace.artifacts_dir / "0"))
-        assert workspace.db_path.exists(), "the empty store could not be copied: has MLflow's schema changed?"
-        client = mlflow.MlflowClient(tracking_uri=workspace.backend_store_uri)
-        (default,) = client.search_experiments()
-        assert default.name == "Default" and default.artifact_location == str(workspace.artifacts_dir / "0")
-        assert client.get_experiment(client.create_experiment("second")).name == "second"
+    def default_experiment(name: str, copy: bool):
+        monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / name))
+        if copy:
+            copy_empty_store(tmp_path / name)
+        workspace = get_workspace()
+        initialise_store(workspace)
+        (default,) = mlflow.MlflowClient(workspace.backend_store_uri).search_experiments()
+        return default.name, default.artifact_location.removeprefix(str(workspace.path))
 
-
-def test_a_broken_cache_leaves_the_store_to_mlflow(tmp_path):
-    from utils.workspace import empty_store_template
-
-    with temporary_environment(COURSE_STORE_CACHE=str(tmp_path / "cache"), COURSE_WORKSPACE=str(tmp_path / "ws")):
-        empty_store_template().write_bytes(b"not a database")
-        with workspace_store(tmp_path / "ws") as workspace:
-            assert mlflow.MlflowClient().get_experiment("0").artifact_location == str(workspace.artifacts_dir / "0")
+    assert default_experiment("copied", True) == default_experiment("made", False) == (
+        "Default", "/artifacts/0")
+    assert "_MLFLOW_SERVER_ARTIFACT_ROOT" not in os.environ
+    client = mlflow.MlflowClient(Workspace(tmp_path / "copied").backend_store_uri)
+    assert client.get_experiment(client.create_experiment("second")).name == "second"

@@ -539,14 +539,14 @@ def in_layer(report: Path) -> None:
         lab = JupyterLabServer(root_dir=root, env=env)
         lab.start()
         try:
-            info = requests.get(lab.url("server-proxy/servers-info"), headers=lab.auth_header, timeout=30)
+            info = requests.get(lab.page("server-proxy/servers-info"), headers=lab.auth_header, timeout=30)
             info.raise_for_status()
             tiles = [s["launcher_entry"]["title"] for s in info.json()["server_processes"]
                      if s["name"] == "mlflow" and s["launcher_entry"]["enabled"]]
             if not tiles:
                 raise CourseError(f"The lab lists no MLflow UI tile: {info.text[:500]}")
             started = time.monotonic()
-            page = requests.get(lab.url("mlflow/"), headers=lab.auth_header, timeout=180)
+            page = requests.get(lab.page("mlflow/"), headers=lab.auth_header, timeout=180)
             if page.status_code != 200 or "<title>MLflow</title>" not in page.text:
                 raise CourseError(f"/mlflow/ answered {page.status_code}: {page.text[:300]}\n"
                                   + lab.log_tail())
@@ -563,7 +563,7 @@ def in_layer(report: Path) -> None:
             texts = json.dumps([cell.get("outputs", []) for cell in executed.cells])
             if IPROGRESS_WARNING in texts:
                 raise CourseError(f"Notebook 01 printed '{IPROGRESS_WARNING}' in the Binder layer.")
-            if requests.get(lab.url("mlflow/"), headers=lab.auth_header, timeout=60).status_code != 200:
+            if requests.get(lab.page("mlflow/"), headers=lab.auth_header, timeout=60).status_code != 200:
                 raise CourseError("The tile's server stopped answering while notebook 01 ran.")
         finally:
             lab.stop()

@@ -112,7 +112,7 @@ def _lab_launcher(base: Path) -> bytes:
     with JupyterLabServer(root_dir=ROOT) as lab:
         driver = open_chromium(base / "chromium-lab-profile", size=SIZE)
         try:
-            driver.get(lab.url(f"lab?token={lab.token}"))
+            driver.get(lab.page(f"lab?token={lab.token}"))
             _wait(driver).until(_visible_css('.jp-LauncherCard[title^="MLflow UI"]'))
             # Fold the file browser away: the launcher is the subject.
             driver.find_element(By.CSS_SELECTOR, '.jp-SideBar li[data-id="filebrowser"]').click()

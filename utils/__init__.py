@@ -1,39 +1,21 @@
-"""Shared helpers of the MLflow deep-learning course.
+"""Shared helpers of the MLflow deep-learning course: the names notebooks call as ``utils.x``.
 
-Importing ``utils`` is cheap: the heavy parts (torch, lightning-flash) load only when a
-helper that needs them is first used, through the lazy names below.
+Importing ``utils`` is cheap: torch and the rest load when a lazy name is first used.
 """
 
 from importlib import import_module
 
-from utils.env import check_environment, print_environment
+from utils.env import print_environment
 from utils.errors import CourseError
-from utils.tracking import (TrackingServer, start_server, stop_all_servers, tracking_server,
-                            workspace_server)
-from utils.workspace import Workspace, get_workspace, use_workspace
+from utils.tracking import start_server, tracking_server
+from utils.workspace import use_workspace
 
 # name -> module that defines it; imported on first use.
-_LAZY = {
-    "ensure_example_run": "utils.runs",
-    "ensure_run": "utils.runs",
-    "release_memory": "utils.training",
-    "serve_model": "utils.serving",
-}
+_LAZY = {"ensure_example_run": "utils.runs", "ensure_run": "utils.runs",
+         "release_memory": "utils.training", "serve_model": "utils.serving"}
 
-__all__ = [
-    "CourseError",
-    "TrackingServer",
-    "Workspace",
-    "check_environment",
-    "get_workspace",
-    "print_environment",
-    "start_server",
-    "stop_all_servers",
-    "use_workspace",
-    "tracking_server",
-    "workspace_server",
-    *_LAZY,
-]
+__all__ = ["CourseError", "print_environment", "start_server", "tracking_server", "use_workspace",
+           *_LAZY]
 
 
 def __getattr__(name):

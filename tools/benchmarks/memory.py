@@ -308,7 +308,7 @@ def run_case(name: str, keep: bool) -> bool:
         lab.start()
         sampler.roots.append(lab.process.pid)
         # The reader opens the MLflow UI tile: the lab starts the workspace's tracking server.
-        answer = requests.get(lab.url("mlflow/"), headers=lab.auth_header, timeout=300)
+        answer = requests.get(lab.page("mlflow/"), headers=lab.auth_header, timeout=300)
         answer.raise_for_status()
         steps.append(_measure(group, "JupyterLab and the MLflow UI tile", sampler, started, before, "started"))
         print(f"JupyterLab and the MLflow UI tile: started ({steps[-1].seconds:.0f} s)", flush=True)
