@@ -122,7 +122,6 @@ def test_the_notebook_shows_what_it_promises(executed):
         assert re.search(r"^autologging's: .*\bepochs\b.*\blr\b", recorded, re.M)
         summary = cell_text(notebook, "model_summary.txt")
         assert "adapter.head" in summary and "770       Trainable params" in summary
-        assert "everything else" in cell_text(notebook, "training.time_report")
         # MLflow's warning about the Lightning version is shown, not hidden.
         assert "Autologging is known to be compatible with pytorch-lightning" in cell_text(
             notebook, "with mlflow.start_run(run_name=params.run_name")
@@ -191,7 +190,7 @@ def test_a_missing_data_folder_says_how_to_point_at_one(tmp_path, monkeypatch):
 def test_no_freeze_on_a_local_backbone_folder_runs_to_the_end(tmp_path):
     import shutil
 
-    from utils.backbone import FOLDER_TAG, folder_digest, packaged_backbone
+    from utils.backbone import packaged_backbone
 
     folder = shutil.copytree(packaged_backbone(), tmp_path / "my-minilm")
     notebook = run_notebook(NAME, tmp_path / "out", tmp_path / "ws", strategy="no_freeze",
@@ -201,12 +200,11 @@ def test_no_freeze_on_a_local_backbone_folder_runs_to_the_end(tmp_path):
     run = _only_run(client, "dl_model_chapter02")
     assert run.info.status == "FINISHED"
     assert run.data.params["strategy"] == "no_freeze" and run.data.params["learning_rate"] == "5e-05"
-    assert run.data.params["backbone"] == f"my-minilm@{folder_digest(folder)}"
-    assert run.data.tags[FOLDER_TAG] == str(folder.resolve())
+    assert run.data.params["backbone"] == str(folder.resolve())
     # The whole network was trained, and the model loads back and classifies.
     summary = cell_text(notebook, "model_summary.txt")
     assert re.search(r"^22\.7 M\s+Trainable params", summary, re.M), summary
     assert "same weights as the logged model: True" in cell_text(notebook, "mlflow.pytorch.load_checkpoint")
-    assert re.search(r"^  backbone\s+my-minilm@sha256:[0-9a-f]{16}$",
+    assert re.search(rf"^  backbone\s+{re.escape(str(folder.resolve()))}$",
                      cell_text(notebook, "for key in training.RUN_PARAMETERS"), re.M)
     assert servers_of(tmp_path / "ws") == []

@@ -24,7 +24,7 @@ from mlflow.entities import LoggedModelOutput, Param, RunTag
 from tests.notebook_runner import run_notebook, workspace_store
 from tools import batch
 from utils import runs, training
-from utils.backbone import FOLDER_TAG, PACKAGE, packaged_backbone, portable_name
+from utils.backbone import PACKAGE, packaged_backbone, portable_name
 from utils.env import temporary_environment
 from utils.errors import CourseError
 from utils.workspace import PROCESS_VARIABLES, repo_root
@@ -81,7 +81,6 @@ def model_folder(tmp_path):
 DOCUMENTED = {
     "the defaults": {},
     "freeze_unfreeze with its epoch": {"strategy": ["freeze_unfreeze", 1]},
-    "unfreeze_milestones": {"strategy": ["unfreeze_milestones", [[1, 2], 3]]},
     "no_freeze, pooler and small numbers": {"strategy": "no_freeze", "pooling": "pooler",
                                             "learning_rate": 6e-5, "max_length": 64, "seed": 7},
     "sizes, epochs, batch, accelerator": {"train_size": 96, "val_size": 32, "test_size": 48,
@@ -118,21 +117,12 @@ def test_the_packaged_backbone_is_its_package_and_comes_back_as_none(store):
     params = training.validate_parameters(backbone=None)
     recorded = training.loggable_params(params)["backbone"]
     assert recorded == portable_name(str(packaged_backbone())) and recorded.startswith(f"{PACKAGE}==")
-    assert FOLDER_TAG not in training.provenance_tags(params)
     assert read_back(record(params))["backbone"] is None
 
 
-def test_a_local_backbone_folder_is_its_digest_and_its_folder_tag(store, model_folder):
+def test_a_local_backbone_folder_comes_back_as_its_folder(store, model_folder):
     params = training.validate_parameters(backbone=str(model_folder))
-    recorded = training.loggable_params(params)["backbone"]
-    assert recorded.startswith("my-minilm@sha256:") and str(model_folder) not in recorded
-    assert training.provenance_tags(params)[FOLDER_TAG] == os.path.realpath(model_folder)
-    run_id = record(params)
-    assert read_back(run_id)["backbone"] == os.path.realpath(model_folder)
-    # The same folder name with other files is another backbone: not trained again silently.
-    (model_folder / "vocab.txt").write_text("[PAD]\n")
-    with pytest.raises(CourseError, match="has changed since the run"):
-        read_back(run_id)
+    assert read_back(record(params))["backbone"] == os.path.realpath(model_folder)
 
 
 def test_another_package_version_cannot_be_trained_again(store):
