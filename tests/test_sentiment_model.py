@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from tests.notebook_runner import workspace_store
 from utils import runs, sentiment_model
-from utils.data import find_imdb, read_split
+from utils.data import find_imdb, read_split, split_file
 
 # Four reviews nobody could read two ways (none of them is the notebooks' examples).
 OBVIOUS = {
@@ -100,7 +100,7 @@ def held_out_reviews(workspace) -> pd.DataFrame:
     seen = set()
     for split in ("train", "valid", "test"):
         seen |= set(pd.read_csv(subset / f"{split}.csv")["review"])
-    unseen = read_split(find_imdb().file("valid"))
+    unseen = read_split(split_file(find_imdb().path, "valid"))
     unseen = unseen[~unseen["review"].isin(seen)]
     return pd.concat([unseen[unseen["sentiment"] == label].head(HELD_OUT_PER_LABEL)
                       for label in ("negative", "positive")]).reset_index(drop=True)

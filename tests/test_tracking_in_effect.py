@@ -7,7 +7,7 @@ import pytest
 from tests.notebook_runner import workspace_store
 from utils import inspection
 from utils.env import temporary_environment
-from utils.tracking import RemoteServer, tracking_server
+from utils.tracking import SharedServer, tracking_server
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def test_a_server_named_by_the_tracking_uri_is_used_as_it_is(tracking_uri, tmp_p
     tracking_uri("http://mlflow.team.example:5000/")
     with temporary_environment(MLFLOW_TRACKING_USERNAME="ada", MLFLOW_TRACKING_PASSWORD="s3cret-pw"):
         server = tracking_server()
-        assert isinstance(server, RemoteServer)
+        assert isinstance(server, SharedServer)
         assert server.url == "http://mlflow.team.example:5000" and server.auth == ("ada", "s3cret-pw")
         assert server.run_url("3", "abc") == "http://mlflow.team.example:5000/#/experiments/3/runs/abc"
         assert "s3cret-pw" not in repr(server) and "'ada'" in repr(server)
@@ -70,6 +70,3 @@ def test_artifact_trees_are_drawn_from_mlflow_listings(logged):
     assert inspection.artifact_tree(logged, max_depth=1, sizes=False).splitlines() == [
         "artifacts/", "├── notes/", "└── summary.json"]
 
-
-def test_a_local_folder_draws_the_same_tree(logged):
-    assert inspection.folder_tree(logged) == inspection.artifact_tree(logged)

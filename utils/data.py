@@ -1,19 +1,7 @@
-"""The IMDB movie reviews the course trains on, and the small subsets it trains with.
-
-The data is three CSV files, ``train.csv``, ``valid.csv`` and ``test.csv`` (or the same
-compressed with gzip, ``train.csv.gz`` ...), each with the columns ``review`` (the text) and
-``sentiment`` (``positive`` or ``negative``), as in the book's archive. Where they come from:
-
-1. the folder named by ``COURSE_DATA_DIR``, any copy of the three files;
-2. otherwise ``<course>/data/imdb``: the course's own subset of 4,596 reviews, shipped in
-   the repository with its source and citation (``data/imdb/SOURCE.md``). Nothing is
-   downloaded.
-
-Training on all of it takes too long on a laptop CPU, so every run uses a balanced,
-seeded subset that :func:`make_subset` writes into the course workspace.
+"""The IMDB reviews the course trains on: ``train``, ``valid`` and ``test`` CSV files (or
+``.csv.gz``) with the columns ``review`` and ``sentiment``, from ``$COURSE_DATA_DIR`` or the
+course's own ``data/imdb`` (nothing is downloaded), and the balanced, seeded subsets runs use.
 """
-
-from __future__ import annotations
 
 import os
 from dataclasses import dataclass
@@ -25,37 +13,21 @@ from utils.errors import CourseError
 from utils.workspace import get_workspace, repo_root
 
 DATA_DIR_ENV = "COURSE_DATA_DIR"
+SHIPPED = repo_root() / "data" / "imdb"  # the course's own subset, in the repository
 COLUMNS = ("review", "sentiment")
 LABELS = ("negative", "positive")
-# CSV file of each split, and the notebook parameter that sets the split's size.
 SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
 SIZE_PARAMETERS = {"train_size": "train", "val_size": "valid", "test_size": "test"}
+SET_IT_UP = (f"{DATA_DIR_ENV} at a folder holding train.csv, valid.csv and test.csv (columns "
+             f"review, sentiment): `export {DATA_DIR_ENV}=/path/to/imdb` before starting "
+             f"Jupyter, or `os.environ['{DATA_DIR_ENV}'] = '/path/to/imdb'` in the notebook.")
 
 
-def course_data_dir() -> Path:
-    """``<course>/data/imdb``: the course's own subset, shipped in the repository."""
-    return repo_root() / "data" / "imdb"
-
-
-def _set_it_up_hint(lead: str = "Point") -> str:
-    return (
-        f"{lead} {DATA_DIR_ENV} at a folder holding train.csv, valid.csv and test.csv "
-        f"(columns {', '.join(COLUMNS)}), for example "
-        f"`export {DATA_DIR_ENV}=/path/to/imdb` in the terminal that starts Jupyter, or "
-        f"`os.environ['{DATA_DIR_ENV}'] = '/path/to/imdb'` in the notebook before this cell."
-    )
-
-
-# -- checking a folder ---------------------------------------------------------------
 @dataclass(frozen=True)
 class ImdbFolder:
     """A checked copy of the data: its folder and the rows per label of each split."""
-
     path: Path
     counts: dict[str, dict[str, int]]  # split -> label -> rows
-
-    def file(self, split: str) -> Path:
-        return split_file(self.path, split)
 
 
 def split_file(folder: Path, split: str) -> Path:
@@ -73,99 +45,52 @@ def read_split(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise CourseError(f"{path} is not a readable CSV file ({error}).") from None
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise CourseError(
-            f"{path} has no column {', '.join(repr(c) for c in missing)} "
-            f"(it has {', '.join(map(repr, frame.columns))}; the course needs {', '.join(COLUMNS)})."
-        )
+    if missing := [c for c in COLUMNS if c not in frame.columns]:
+        raise CourseError(f"{path} has no column {', '.join(map(repr, missing))} (it has "
+                          f"{', '.join(map(repr, frame.columns))}; the course needs both).")
     frame = frame[list(COLUMNS)]
-    empty = frame["review"].isna() | (frame["review"].astype(str).str.strip() == "")
-    if empty.any():
+    if (empty := frame["review"].isna() | (frame["review"].astype(str).str.strip() == "")).any():
         raise CourseError(f"{path} has {int(empty.sum())} rows with an empty review.")
-    unknown = sorted(set(frame["sentiment"].astype(str)) - set(LABELS))
-    if unknown:
-        raise CourseError(
-            f"{path}: column 'sentiment' holds {', '.join(map(repr, unknown[:5]))}; "
-            f"the course expects only {' and '.join(LABELS)}."
-        )
-    absent = [label for label in LABELS if label not in set(frame["sentiment"])]
-    if absent:
-        raise CourseError(f"{path} has no {' or '.join(absent)} reviews; each split needs both labels.")
+    if unknown := sorted(set(frame["sentiment"].astype(str)) - set(LABELS)):
+        raise CourseError(f"{path}: column 'sentiment' holds {', '.join(map(repr, unknown[:5]))}; "
+                          f"the course expects only {' and '.join(LABELS)}.")
     return frame
-
-
-def validate_imdb_folder(path: Path | str) -> ImdbFolder:
-    """Check that ``path`` holds the three CSV files with the expected columns and labels."""
-    path = Path(path).expanduser()
-    if not path.is_dir():
-        raise CourseError(f"The data folder {path} does not exist.")
-    counts = {}
-    for split in SPLIT_FILES:
-        frame = read_split(split_file(path, split))
-        counts[split] = {label: int((frame["sentiment"] == label).sum()) for label in LABELS}
-    return ImdbFolder(path.resolve(), counts)
-
-
-# -- finding the data ----------------------------------------------------
-def _configured_folder(configured: str) -> Path:
-    """``COURSE_DATA_DIR`` as a folder; a relative one is looked up from the working
-    directory, then from the course folder (notebooks run inside ``notebooks/``)."""
-    path = Path(configured).expanduser()
-    if path.is_absolute() or path.is_dir():
-        return path
-    from_course = repo_root() / path
-    return from_course if from_course.is_dir() else path
 
 
 def find_imdb() -> ImdbFolder:
     """The IMDB data: the folder ``COURSE_DATA_DIR`` names, else the course's own subset."""
     configured = os.environ.get(DATA_DIR_ENV, "").strip()
-    if configured:
-        try:
-            return validate_imdb_folder(_configured_folder(configured))
-        except CourseError as error:
-            raise CourseError(
-                f"{DATA_DIR_ENV}={configured} does not point at a usable copy of the data: "
-                f"{error} {_set_it_up_hint()}"
-            ) from None
-    shipped = course_data_dir()
+    path = Path(configured).expanduser() if configured else SHIPPED
+    # Relative: from the working directory, else from the course folder (as notebooks/ is).
+    if not (path.is_absolute() or path.is_dir()) and (repo_root() / path).is_dir():
+        path = repo_root() / path
     try:
-        return validate_imdb_folder(shipped)
+        if not path.is_dir():
+            raise CourseError(f"The data folder {path} does not exist.")
+        labels = {split: read_split(split_file(path, split))["sentiment"] for split in SPLIT_FILES}
     except CourseError as error:
-        raise CourseError(
-            f"The course's own data in {shipped} is missing or damaged: {error} It comes with "
-            "the repository: restore it with `git checkout -- data/imdb`, or "
-            f"{_set_it_up_hint('point')}"
-        ) from None
+        where = (f"{DATA_DIR_ENV}={configured} does not point at a usable copy of the data"
+                 if configured else f"The course's own data in {SHIPPED} is missing or damaged "
+                 "(it comes with the repository: restore it with `git checkout -- data/imdb`)")
+        raise CourseError(f"{where}: {error} Point {SET_IT_UP}") from None
+    counts = {split: {label: int((column == label).sum()) for label in LABELS}
+              for split, column in labels.items()}
+    return ImdbFolder(path.resolve(), counts)
 
 
-def max_size(counts: dict[str, int]) -> int:
-    """The largest balanced subset a split allows: twice its rarer label's rows."""
-    return 2 * min(counts.values())
-
-
-def check_sizes(data: ImdbFolder, **sizes: object) -> dict[str, int]:
-    """Check ``train_size``, ``val_size`` and ``test_size`` against the rows available.
-
-    Each must be a whole number from 2 (one review per label) to twice the rows of the
-    split's rarer label, so that the subset can be balanced.
-    """
-    checked = {}
+def check_sizes(data: ImdbFolder, **sizes: int) -> dict[str, int]:
+    """Check ``train_size``, ``val_size`` and ``test_size`` (whole numbers): each from 2 (one
+    review per label) to twice the rows of the split's rarer label, for a balanced subset."""
     for parameter, value in sizes.items():
         split = SIZE_PARAMETERS[parameter]
-        largest = max_size(data.counts[split])
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise CourseError(f"{parameter} must be a whole number; got {value!r}.")
-        if not 2 <= value <= largest:
+        counts = data.counts[split]
+        if not 2 <= value <= 2 * min(counts.values()):
             raise CourseError(
                 f"{parameter}={value} is out of range: it must be at least 2 (one review per "
-                f"label) and at most {largest}, because {SPLIT_FILES[split]} in {data.path} has "
-                f"{data.counts[split]['negative']} negative and {data.counts[split]['positive']} "
-                "positive reviews and the subset takes as many of each."
-            )
-        checked[parameter] = value
-    return checked
+                f"label) and at most {2 * min(counts.values())}, because {SPLIT_FILES[split]} "
+                f"in {data.path} has {counts['negative']} negative and {counts['positive']} "
+                "positive reviews and the subset takes as many of each.")
+    return dict(sizes)
 
 
 def _balanced_sample(frame: pd.DataFrame, size: int, rng) -> pd.DataFrame:
@@ -173,43 +98,26 @@ def _balanced_sample(frame: pd.DataFrame, size: int, rng) -> pd.DataFrame:
     per_label = {label: size // 2 for label in LABELS}
     if size % 2:
         per_label[LABELS[rng.integers(len(LABELS))]] += 1
-    parts = []
-    for label in LABELS:
-        rows = frame[frame["sentiment"] == label]
-        chosen = rng.permutation(len(rows))[: per_label[label]]
-        parts.append(rows.iloc[sorted(chosen)])
-    sample = pd.concat(parts)
+    groups = {label: frame[frame["sentiment"] == label] for label in LABELS}
+    sample = pd.concat([rows.iloc[sorted(rng.permutation(len(rows))[: per_label[label]])]
+                        for label, rows in groups.items()])
     return sample.iloc[rng.permutation(len(sample))].reset_index(drop=True)
 
 
-def make_subset(
-    train_size: int,
-    val_size: int,
-    test_size: int,
-    seed: int = 42,
-    data: ImdbFolder | None = None,
-    workspace_dir: Path | None = None,
-) -> Path:
-    """Write a balanced, seeded subset into ``<workspace>/data/`` and return its folder.
-
-    The folder, ``imdb-<train>-<val>-<test>-seed<seed>``, holds ``train.csv``,
-    ``valid.csv`` and ``test.csv`` with the columns ``review,sentiment``. Every split has
-    as many positive as negative reviews (one more of one label for an odd size), and the
-    same sizes and seed always give the same rows in the same order.
-    """
+def make_subset(train_size: int, val_size: int, test_size: int, seed: int = 42,
+                data: ImdbFolder | None = None, workspace_dir: Path | None = None) -> Path:
+    """Write a balanced subset into ``<workspace>/data/imdb-<train>-<val>-<test>-seed<seed>``
+    and return that folder; the same sizes and seed always give the same rows in order."""
     import numpy as np
 
     data = data or find_imdb()
     check_sizes(data, train_size=train_size, val_size=val_size, test_size=test_size)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise CourseError(f"seed must be a whole number >= 0; got {seed!r}.")
-    sizes = {"train": train_size, "valid": val_size, "test": test_size}
     workspace_dir = Path(workspace_dir) if workspace_dir else get_workspace().path
     folder = workspace_dir / "data" / f"imdb-{train_size}-{val_size}-{test_size}-seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    for split, name in SPLIT_FILES.items():
-        sample = _balanced_sample(read_split(data.file(split)), sizes[split], rng)
+    for (split, name), size in zip(SPLIT_FILES.items(), (train_size, val_size, test_size)):
+        sample = _balanced_sample(read_split(split_file(data.path, split)), size, rng)
         # Written beside and renamed: a reader never sees half a file.
         partial = folder / f".{name}.partial-{os.getpid()}"
         sample.to_csv(partial, index=False)

@@ -1,11 +1,6 @@
-"""The notebooks' preamble: check that the kernel runs the course's environment.
-
-The course's environment is written down once: ``requirements.in`` names each package the
-course needs, with the versions it was tested with, and ``pyproject.toml`` the Pythons it
-supports. This check reads those files; nothing here restates a version.
+"""The notebooks' preamble: check that the kernel runs the course's environment, as
+``requirements.in`` and ``pyproject.toml`` write it down (nothing here restates a version).
 """
-
-from __future__ import annotations
 
 import contextlib
 import os
@@ -16,15 +11,14 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from utils.errors import CourseError
 
-#: Another requirements file to check against (an environment built from it, such as the
-#: newest-MLflow check of ``make test-latest``); by default the course's ``requirements.in``.
+#: Another requirements file to check against (such as that of ``make test-latest``).
 REQUIREMENTS_ENV = "COURSE_REQUIREMENTS"
 
 
@@ -33,101 +27,62 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def requirements_file() -> Path:
-    """``$COURSE_REQUIREMENTS``, or the course's ``requirements.in``."""
-    configured = os.environ.get(REQUIREMENTS_ENV, "").strip()
-    return Path(configured).expanduser() if configured else repo_root() / "requirements.in"
-
-
 def read_requirements(path: Path | None = None) -> dict[str, SpecifierSet]:
-    """``{package: versions}`` of each requirement in a pip requirements file (in its order)."""
-    path = path or requirements_file()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise CourseError(
-            f"Cannot read the course's requirements {path} ({error.strerror or error}). Run the "
-            "notebooks from the course folder, where `make setup` installed them."
-        ) from None
+    """``{package: versions}`` of a pip requirements file, by default ``$COURSE_REQUIREMENTS``
+    or the course's ``requirements.in``."""
+    configured = os.environ.get(REQUIREMENTS_ENV, "").strip()
+    if path is None:
+        path = Path(configured).expanduser() if configured else repo_root() / "requirements.in"
     wanted: dict[str, SpecifierSet] = {}
-    for line in lines:
-        line = re.sub(r"\s+#.*$", "", line).strip()
-        if not line or line.startswith(("#", "-")):
-            continue
-        try:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if line and not line.startswith("-"):  # options such as --extra-index-url
             requirement = Requirement(line)
-        except InvalidRequirement as error:
-            raise CourseError(f"{path}: {line!r} is not a requirement ({error}).") from None
-        wanted[canonicalize_name(requirement.name)] = requirement.specifier
+            wanted[canonicalize_name(requirement.name)] = requirement.specifier
     return wanted
 
 
 def supported_python() -> SpecifierSet:
-    """The Pythons the course supports: ``requires-python`` of its ``pyproject.toml``."""
+    """``requires-python`` of the course's ``pyproject.toml``."""
     with open(repo_root() / "pyproject.toml", "rb") as handle:
         return SpecifierSet(tomllib.load(handle)["project"]["requires-python"])
 
 
-def installed_version(distribution: str) -> str | None:
-    """The installed version of a distribution, or None when it is missing."""
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def check_environment(packages: dict[str, SpecifierSet] | None = None) -> dict[str, str]:
-    """Check Python and the course's packages; return ``{name: version}`` of Python and of
-    each package the requirements pin to a version or a range.
-
-    ``packages`` defaults to :func:`read_requirements`. Raises :class:`CourseError` naming
-    every package that is missing or outside the versions the course was tested with, and
-    how to fix it.
-    """
+    """Check Python and ``packages`` (default: :func:`read_requirements`); return the versions
+    of Python and of each pinned package, or raise a :class:`CourseError` naming each misfit."""
     wanted = read_requirements() if packages is None else packages
-    python = ".".join(map(str, sys.version_info[:3]))
-    found = {"python": python}
+    found = {"python": ".".join(map(str, sys.version_info[:3]))}
     problems = []
-    if Version(python) not in (spec := supported_python()):
-        problems.append(f"python {python} (the course needs {spec})")
+    if Version(found["python"]) not in (spec := supported_python()):
+        problems.append(f"python {found['python']} (the course needs {spec})")
     for name, spec in wanted.items():
-        version = installed_version(name)
+        version = next((dist.version for dist in metadata.distributions(name=name)), None)
         if spec or version is None:
             found[name] = version or "missing"
         if version is None:
             problems.append(f"{name} is not installed" + (f" (needs {spec})" if spec else ""))
-        elif Version(version).release and Version(Version(version).base_version) not in spec:
+        elif Version(version).base_version not in spec:  # 2.13.0+cpu is 2.13.0
             problems.append(f"{name} {version} (the course needs {spec})")
     if problems:
         raise CourseError(
-            "This kernel does not run the course's environment:\n  - "
-            + "\n  - ".join(problems)
+            "This kernel does not run the course's environment:\n  - " + "\n  - ".join(problems)
             + "\nRun `make setup` in the course folder and choose the kernel of its .venv "
-            "(`make lab` does both)."
-        )
-    put_environment_commands_on_path()
+            "(`make lab` does both).")
+    # `!mlflow` cells run this kernel's mlflow, even if papermill or nbval started it.
+    bin_dir = str(Path(sys.executable).parent)
+    entries = [e for e in os.environ.get("PATH", "").split(os.pathsep) if e != bin_dir]
+    os.environ["PATH"] = os.pathsep.join([bin_dir, *entries])
     return found
 
 
 def print_environment(packages: dict[str, SpecifierSet] | None = None) -> dict[str, str]:
-    """Check the environment (see :func:`check_environment`) and print a short table."""
+    """:func:`check_environment`, printed as a short table."""
     found = check_environment(packages)
     width = max(map(len, found))
     for name, version in found.items():
         print(f"{name:<{width}}  {version}")
     return found
-
-
-def put_environment_commands_on_path() -> None:
-    """Let ``!mlflow ...`` cells run this kernel's own ``mlflow``, not another install.
-
-    A kernel started by papermill or nbval does not activate the virtual environment,
-    so its ``bin`` folder may be missing from ``PATH``.
-    """
-    bin_dir = str(Path(sys.executable).parent)
-    entries = os.environ.get("PATH", "").split(os.pathsep)
-    if entries[:1] != [bin_dir]:
-        os.environ["PATH"] = os.pathsep.join([bin_dir, *[e for e in entries if e != bin_dir]])
 
 
 @contextlib.contextmanager

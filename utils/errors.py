@@ -2,8 +2,4 @@
 
 
 class CourseError(RuntimeError):
-    """A problem with the reader's set-up or input, with a message that says what to do.
-
-    Notebooks let it propagate: the message is written to be read as it is, without
-    the stack of library calls below it.
-    """
+    """A problem with the reader's set-up or input; its message says what to do."""

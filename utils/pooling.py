@@ -1,25 +1,15 @@
-"""Mean pooling: the sentence vector a sentence encoder such as all-MiniLM-L6-v2 was trained for.
-
-lightning-flash's Hugging Face backbones put the classification layer on BERT's *pooler
-output*, a vector computed from the first ([CLS]) token by a layer that all-MiniLM-L6-v2
-never trained: it was trained to represent a sentence by the average of its token vectors.
-This module gives flash's ``TextClassifier`` that average, through flash's own extension
-point, its backbone registry::
-
-    TextClassifier(backbone=MEAN_POOLING, pretrained="<hub id or folder>", labels=..., ...)
-
-The encoder is any Hugging Face model; ``strategy="freeze"`` freezes it and trains only the
-linear head, as with flash's own backbones.
-
-The classes below are pickled *by value* (cloudpickle), so a model logged with MLflow loads
-wherever its pinned requirements are installed, without this course's package.
+"""A ``mean_pooling`` backbone for flash's ``TextClassifier``: the average of the token
+vectors, which all-MiniLM-L6-v2 was trained for (flash's backbones use BERT's pooler output,
+which it never trained). Pickled by value: a logged model loads without the course's package.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +20,12 @@ from flash.text import TextClassifier
 from flash.text.classification.adapters import GenericAdapter, GenericCollate
 from torch import Tensor, nn
 
-#: The name of the mean-pooling backbone in ``TextClassifier.backbones``.
 MEAN_POOLING = "mean_pooling"
 
 
 @contextlib.contextmanager
 def quiet_loading():
-    """No progress bar while transformers loads weights: reading 90 MB from disk is quick."""
+    """No progress bar while transformers loads weights from disk."""
     from transformers.utils import logging as transformers_logging
 
     was_on = transformers_logging.is_progress_bar_enabled()
@@ -50,12 +39,8 @@ def quiet_loading():
 
 @contextlib.contextmanager
 def flash_loading():
-    """While flash builds one of its own Hugging Face backbones: keep the process's warnings
-    (flash switches every warning off, for this process and, through PYTHONWARNINGS, its
-    subprocesses) and draw no progress bar for the weights."""
-    import os
-    import warnings
-
+    """While flash builds a backbone: keep the warnings it would switch off (here and, by
+    PYTHONWARNINGS, in subprocesses) and draw no progress bar."""
     from utils.env import temporary_environment
 
     with warnings.catch_warnings(), quiet_loading(), \
@@ -64,43 +49,29 @@ def flash_loading():
 
 
 class MeanPoolingEncoder(nn.Module):
-    """A Hugging Face encoder whose output is the average of its token vectors.
-
-    Padding tokens are left out of the average (the attention mask says which they are).
-    When every weight of the encoder is frozen, it runs in evaluation mode and without
-    recording gradients: the head alone is trained, so nothing flows back through it.
-
-    Dropout on the attention weights is switched off: on a CPU it keeps PyTorch from using
-    its fast attention kernel and makes a training step of the whole network about twice as
-    slow, and an epoch or two on a few thousand reviews does not need it (the dropout
-    between layers stays).
-    """
+    """A Hugging Face encoder whose output is the average of its (non-padding) token vectors."""
 
     def __init__(self, pretrained: str) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
         config = AutoConfig.from_pretrained(pretrained)
-        if hasattr(config, "attention_probs_dropout_prob"):  # BERT's name for it
+        # No attention dropout: on a CPU it keeps PyTorch from its fast attention kernel
+        # (a step twice as slow), and a short training does not need it.
+        if hasattr(config, "attention_probs_dropout_prob"):
             config.attention_probs_dropout_prob = 0.0
         with quiet_loading():
             self.encoder = AutoModel.from_pretrained(pretrained, config=config)
 
-    @property
-    def num_features(self) -> int:
-        return int(self.encoder.config.hidden_size)
-
     def forward(self, tokens: dict[str, Tensor]) -> Tensor:
         frozen = not any(p.requires_grad for p in self.encoder.parameters())
         if frozen:
-            # A frozen encoder is a fixed feature extractor: no dropout, which also lets
-            # PyTorch use its fast attention kernel (Lightning puts every module back into
-            # training mode at each epoch, so this is checked on every batch).
+            # A fixed feature extractor: no dropout, no gradients. Checked on every batch, as
+            # Lightning puts every module back into training mode at each epoch.
             self.encoder.eval()
         with torch.no_grad() if frozen else contextlib.nullcontext():
-            hidden = self.encoder(
-                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
-            ).last_hidden_state
+            hidden = self.encoder(input_ids=tokens["input_ids"],
+                                  attention_mask=tokens["attention_mask"]).last_hidden_state
         mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
@@ -113,9 +84,8 @@ class Tokenize:
     max_length: int
 
     def __call__(self, texts: list[str]) -> dict[str, Tensor]:
-        encoded = self.tokenizer(
-            list(texts), max_length=self.max_length, truncation=True, padding=True, return_tensors="pt"
-        )
+        encoded = self.tokenizer(list(texts), max_length=self.max_length, truncation=True,
+                                 padding=True, return_tensors="pt")
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
 
@@ -124,10 +94,8 @@ class TokenCollate(GenericCollate):
 
     @staticmethod
     def to_tensor(sample: dict[str, Any]) -> dict[str, Any]:
-        return {
-            key: value if key in (DataKeys.INPUT, DataKeys.METADATA) else torch.as_tensor(value)
-            for key, value in sample.items()
-        }
+        return {key: value if key in (DataKeys.INPUT, DataKeys.METADATA) else torch.as_tensor(value)
+                for key, value in sample.items()}
 
 
 class MeanPoolingAdapter(GenericAdapter):
@@ -136,15 +104,15 @@ class MeanPoolingAdapter(GenericAdapter):
     def __init__(self, backbone, num_classes: int, max_length: int = 128, head="linear",
                  pretrained: str | None = None) -> None:
         if not pretrained:
-            raise ValueError(f"backbone={MEAN_POOLING!r} needs pretrained=<Hugging Face id or folder>")
+            raise ValueError(
+                f"backbone={MEAN_POOLING!r} needs pretrained=<Hugging Face id or folder>")
         super().__init__(functools.partial(backbone, pretrained, max_length), num_classes,
                          max_length=max_length, head=head)
         self.collate_fn = TokenCollate(self.collate_fn.tokenizer)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
         batch = super().predict_step(batch, batch_idx, dataloader_idx)
-        # flash splits a predicted batch into one item per review; give it the token ids of
-        # each review instead of the tokenizer's dictionary, which it cannot split.
+        # flash splits a predicted batch per review: not the tokenizer's dictionary, its ids.
         batch[DataKeys.INPUT] = list(batch[DataKeys.INPUT]["input_ids"])
         return batch
 
@@ -155,7 +123,7 @@ def load_mean_pooling(pretrained: str, max_length: int):
 
     encoder = MeanPoolingEncoder(pretrained)
     tokenizer = Tokenize(AutoTokenizer.from_pretrained(pretrained, use_fast=True), max_length)
-    return encoder, tokenizer, encoder.num_features
+    return encoder, tokenizer, int(encoder.encoder.config.hidden_size)
 
 
 if MEAN_POOLING not in TextClassifier.backbones.available_keys():
