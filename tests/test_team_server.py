@@ -29,7 +29,7 @@ import pytest
 
 from tests.notebook_runner import NOTEBOOKS, exercise_verdict_problems, output_text, servers_of
 from tools import exercises as exercise_tool
-from tests.notebook_runner import course_env, execute
+from tools.runner import course_env, execute
 from utils import remote
 from utils.env import temporary_environment
 from utils.tracking import TrackingServer
