@@ -9,8 +9,11 @@ that each of them runs cell by cell.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -73,16 +76,44 @@ def execute(notebook: Path | str, output: Path | str, parameters: Mapping[str, A
     import nbformat
     import papermill
 
+    from nbclient.exceptions import DeadKernelError
+
     notebook, output = Path(notebook), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     cwd = Path(cwd) if cwd is not None else notebook.parent
     streams = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if log_output else {}
-    papermill.execute_notebook(
-        str(notebook), str(output), parameters=dict(parameters or {}),
-        kernel_name=kernel, progress_bar=progress_bar, start_timeout=start_timeout, log_output=log_output,
-        execution_timeout=execution_timeout,
-        kernel_manager_class=kernel_manager_class(os.environ if env is None else env, cwd,
-                                                  kernel_log, on_kernel_start, preexec_fn),
-        km=km, on_cell_start=on_cell_start, **streams,
-    )
+    launched: dict[str, Any] = {}
+
+    def started(pid):
+        launched["pid"] = pid
+        if on_kernel_start is not None:
+            on_kernel_start(pid)
+
+    # Ctrl-C kills the kernel, which nbclient then finds dead and cleans up after: a
+    # KeyboardInterrupt raised in the middle of nbclient's event loop may never reach us.
+    def stop_the_kernel(*_):
+        if not launched.get("pid"):
+            raise KeyboardInterrupt
+        launched["interrupted"] = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launched["pid"], signal.SIGKILL)  # its own process group (jupyter_client)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, stop_the_kernel) if in_main_thread else None
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(output), parameters=dict(parameters or {}),
+            kernel_name=kernel, progress_bar=progress_bar, start_timeout=start_timeout, log_output=log_output,
+            execution_timeout=execution_timeout,
+            kernel_manager_class=kernel_manager_class(os.environ if env is None else env, cwd,
+                                                      kernel_log, started, preexec_fn),
+            km=km, on_cell_start=on_cell_start, **streams,
+        )
+    except DeadKernelError:
+        if launched.get("interrupted"):
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
     return nbformat.read(output, as_version=4)
