@@ -105,7 +105,7 @@ def test_chart_compares_runs(store):
 
 
 def test_sizes_read_like_a_person_would_write_them():
-    assert inspection._human_size(512) == "512 B"
-    assert inspection._human_size(1536) == "1.5 KB"
-    assert inspection._human_size(3 * 1024 ** 2) == "3.0 MB"
-    assert inspection._human_size(0) == "0 B" and inspection._human_size(1023) == "1023 B"
+    assert inspection.human_size(512) == "512 B"
+    assert inspection.human_size(1536) == "1.5 KB"
+    assert inspection.human_size(3 * 1024 ** 2) == "3.0 MB"
+    assert inspection.human_size(0) == "0 B" and inspection.human_size(1023) == "1023 B"

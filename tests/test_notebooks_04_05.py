@@ -145,7 +145,7 @@ def test_04_code_tracking_catches_uncommitted_edits(executed):
 
 
 def _trained_by_ensure_run(notebook) -> str:
-    """What the comparison cell printed: `_train_one` says "training 'lr=...'" for each run
+    """What the comparison cell printed: `ensure_run` says "training 'lr=...'" for each run
     it had to train."""
     return cell_text(notebook, "utils.ensure_run(")
 

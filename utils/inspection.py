@@ -63,7 +63,7 @@ def artifact_tree(artifact_uri: str | os.PathLike, max_depth: int | None = None,
             name = info.path.rsplit("/", 1)[-1]
             last = i == len(listed) - 1
             size = info.file_size if sizes and not info.is_dir else None
-            shown = "/" if info.is_dir else "" if size is None else f"  ({_human_size(size)})"
+            shown = "/" if info.is_dir else "" if size is None else f"  ({human_size(size)})"
             lines.append(f"{prefix}{'└── ' if last else '├── '}{name}{shown}")
             if info.is_dir and (max_depth is None or depth < max_depth):
                 walk(f"{uri}/{name}", prefix + ("    " if last else "│   "), depth + 1)
@@ -77,7 +77,7 @@ def print_artifact_tree(artifact_uri: str | os.PathLike, max_depth: int | None =
     print(artifact_tree(artifact_uri, max_depth=max_depth, sizes=sizes))
 
 
-def _human_size(size: int) -> str:
+def human_size(size: int) -> str:
     """``1536`` -> ``"1.5 KB"``."""
     power = min(max(size.bit_length() - 1, 0) // 10, 3)
     return f"{size / 1024 ** power:.1f} {'BKMG'[power]}B" if power else f"{size} B"
