@@ -13,6 +13,11 @@ of notebooks, each test file, the files that share notebook 03's default run) go
 to one worker, the longest groups first. Without ``-n`` the same tests run one after the
 other.
 
+Every pytest process, and all it starts (kernels, servers, workers), writes its temporary
+files into a folder of its own, removed when it ends: MLflow leaves in the temporary folder
+a copy of every model it downloads (``runs:/`` URIs, and any URI through a server), 90 MB
+each, which over a session filled a CI machine's disk.
+
 CI (where ``CI`` is set, as ``.ci/run`` does) installs everything the tests need, so a
 skipped test there means a check did not run: the session fails and names it.
 """
@@ -31,6 +36,20 @@ from utils.workspace import PROCESS_VARIABLES
 _current_notebook = None
 _workspaces: dict[str, str] = {}
 _skipped: list[str] = []
+_temporary_folder: str | None = None
+
+
+def pytest_configure(config):
+    global _temporary_folder
+    # pytest's own tmp_path folders stay where they were, under the retention of pyproject.toml.
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+    _temporary_folder = tempfile.mkdtemp(prefix="course-tests-tmp-")
+    os.environ["TMPDIR"] = tempfile.tempdir = _temporary_folder
+
+
+def pytest_unconfigure(config):
+    if _temporary_folder:
+        shutil.rmtree(_temporary_folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):

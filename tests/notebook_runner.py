@@ -30,7 +30,8 @@ def executed_course() -> Path:
 
 def empty_store_template() -> Path:
     """A migrated, empty SQLite store of the installed MLflow, made once per machine."""
-    folder = Path(tempfile.gettempdir()) / "mlflow-dl-course-tests"
+    # The machine's temporary folder: conftest.py gives each pytest process a TMPDIR of its own.
+    folder = Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()) / "mlflow-dl-course-tests"
     folder.mkdir(exist_ok=True)
     template = folder / f"empty-store-mlflow-{mlflow.__version__}.db"
     with open(folder / ".template.lock", "w") as lock:
