@@ -55,10 +55,10 @@ def sentiment_trainer(params):
     )
 
 
-def autolog_lightning():
+def autolog_lightning(checkpoint=True):
     """Record every fit and test of a Lightning trainer into the active run."""
-    mlflow.pytorch.autolog(log_every_n_step=4, checkpoint_monitor="val_cross_entropy",
-                           log_models=False)
+    mlflow.pytorch.autolog(log_every_n_step=4, checkpoint=checkpoint,
+                           checkpoint_monitor="val_cross_entropy", log_models=False)
 
 
 def train_test_and_log(params, datamodule, model, trainer, datasets):
