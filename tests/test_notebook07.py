@@ -97,6 +97,9 @@ def test_each_run_leaves_a_parent_with_finished_children_whose_params_differ(exe
             assert "test_accuracy" in run.data.metrics
             outputs = client.get_run(run.info.run_id).outputs.model_outputs  # search_runs leaves them out
             assert outputs, f"trial {run.data.tags['numbers']} logged no model"
+            # ... but no checkpoint, which the notebook turns off: 87 MB per trial.
+            assert "mlflow.latest_checkpoint_artifact" not in run.data.tags
+            assert not client.list_artifacts(run.info.run_id, "checkpoints")
 
 
 def test_the_alias_points_at_the_best_childs_model(executed):
