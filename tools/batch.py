@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from papermill.cli import _resolve_type as parse_value  # a `-p` value, read as `papermill -p` reads it
 
 from tools.runner import course_env, execute
 from utils.errors import CourseError
@@ -39,6 +38,19 @@ RERUN_LEAVES_OUT = "system/"  # metrics of the machine, not of the model
 
 
 # -- which notebooks, which parameters ------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """A ``-p`` value read as ``papermill -p`` reads it (papermill 2.6's cli, which has no
+    public function for it): True, False and None, then an int, a float, else the text."""
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def course_notebooks(folder: Path) -> list[Path]:
     """The course notebooks in ``folder`` (``NN_name.ipynb``), in course order."""
     return sorted(folder.glob(NOTEBOOK_GLOB))

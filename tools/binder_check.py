@@ -44,6 +44,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from tools.lockfiles import CPU_TORCH_INDEX, read_pins
 from utils.errors import CourseError
 from utils.workspace import repo_root
@@ -188,16 +190,12 @@ def conda_python_version(packages: list[CondaPackage]) -> str:
 
 
 # -- versions ----------------------------------------------------------------------------
-def normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def installed_versions(python: Path) -> dict[str, str]:
     """``{normalised name: version}`` of what the interpreter ``python`` has installed."""
     script = ("import json, importlib.metadata as m; print(json.dumps("
               "{d.metadata['Name']: d.version for d in m.distributions()}))")
     out = subprocess.run([str(python), "-c", script], capture_output=True, text=True, check=True)
-    return {normalise(name): version for name, version in json.loads(out.stdout).items()}
+    return {canonicalize_name(name): version for name, version in json.loads(out.stdout).items()}
 
 
 def version_differences(pins: dict[str, str], installed: dict[str, str]) -> list[str]:
@@ -465,7 +463,7 @@ class BinderCheck:
         _say(f"   {len(base)} Python packages, installed from PyPI at the lock's versions")
         _say(f"   left out, no Python package ({len(left_out)}): {', '.join(left_out)}")
         pins = read_pins(self.root / "requirements.txt")
-        base_names = {normalise(line.split("==")[0]): line.split("==")[1] for line in base}
+        base_names = {canonicalize_name(line.split("==")[0]): line.split("==")[1] for line in base}
         touched = sorted(set(pins) & set(base_names))
         untouched = sorted(set(base_names) - set(pins))
         _say(f"   the lock pins {len(touched)} of them; it leaves {len(untouched)} as the base has "

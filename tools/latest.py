@@ -23,6 +23,8 @@ import sys
 import venv
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from utils.env import REQUIREMENTS_ENV
 from utils.workspace import repo_root
 
@@ -31,7 +33,7 @@ NEWEST = "mlflow[auth]>=3,<4"
 
 
 def _name(line: str) -> str:
-    return re.split(r"[\[=<>!~; ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    return canonicalize_name(re.split(r"[\[=<>!~; ]", line.strip(), maxsplit=1)[0])
 
 
 def write_requirements(root: Path, folder: Path) -> tuple[Path, Path, Path]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from utils.workspace import repo_root
 
 PYTHON_VERSION = "3.11"
@@ -43,13 +45,8 @@ def read_pins(path: Path) -> dict[str, str]:
     for line in path.read_text(encoding="utf-8").splitlines():
         match = _PIN.match(line.strip().lstrip("- ").strip())
         if match:
-            pins[normalise(match.group(1))] = match.group(2)
+            pins[canonicalize_name(match.group(1))] = match.group(2)
     return pins
-
-
-def normalise(name: str) -> str:
-    """PEP 503 normalised distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def environment_yml(pins: dict[str, str], name: str, extra_pip_lines: tuple[str, ...] = ()) -> str:

@@ -7,6 +7,7 @@ from importlib import import_module
 
 from utils.env import print_environment
 from utils.errors import CourseError
+from utils.i18n import use_language
 from utils.tracking import start_server, tracking_server
 from utils.workspace import use_workspace
 
@@ -14,7 +15,8 @@ from utils.workspace import use_workspace
 _LAZY = {"ensure_example_run": "utils.runs", "ensure_run": "utils.runs",
          "release_memory": "utils.training", "serve_model": "utils.serving"}
 
-__all__ = ["CourseError", "print_environment", "start_server", "tracking_server", "use_workspace",
+__all__ = ["CourseError", "print_environment", "start_server", "tracking_server", "use_language",
+           "use_workspace",
            *_LAZY]
 
 

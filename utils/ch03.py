@@ -61,15 +61,20 @@ def autolog_lightning(checkpoint=True):
                            checkpoint_monitor="val_cross_entropy", log_models=False)
 
 
-def train_test_and_log(params, datamodule, model, trainer, datasets):
-    """Inside the active run: log what autologging cannot see, train, test, log the model."""
-    mlflow.log_params(training.loggable_params(params))
-    mlflow.set_tags(training.provenance_tags(params))
-    for context, dataset in datasets.items():
-        mlflow.log_input(dataset, context=context)
-    trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
-    trainer.test(model, datamodule=datamodule, verbose=False)
-    return sentiment_model.log_model(
-        model, name="model", signature=sentiment_model.SIGNATURE,
-        input_example=sentiment_model.EXAMPLE_REVIEWS,
-        pip_requirements=training.pinned_requirements())
+def record_run(params, data_dir, datamodule, model, trainer, **start_run_options):
+    """Start a run, log what autologging cannot see, train, test, and log the model.
+    `start_run_options` go to mlflow.start_run; returns the run and the model's info."""
+    mlflow.set_system_metrics_sampling_interval(2)  # seconds between samples of the machine
+    options = {"run_name": params.run_name, "log_system_metrics": True, **start_run_options}
+    with mlflow.start_run(**options) as run:
+        mlflow.log_params(training.loggable_params(params))
+        mlflow.set_tags(training.provenance_tags(params))
+        for context, dataset in review_datasets(data_dir).items():
+            mlflow.log_input(dataset, context=context)
+        trainer.finetune(model, datamodule=datamodule, strategy=params.strategy)
+        trainer.test(model, datamodule=datamodule, verbose=False)
+        model_info = sentiment_model.log_model(
+            model, name="model", signature=sentiment_model.SIGNATURE,
+            input_example=sentiment_model.EXAMPLE_REVIEWS,
+            pip_requirements=training.pinned_requirements())
+    return run, model_info

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from utils.errors import CourseError
+from utils.i18n import N_
+from utils.i18n import gettext as _
 from utils.workspace import get_workspace, repo_root
 
 DATA_DIR_ENV = "COURSE_DATA_DIR"
@@ -18,9 +20,10 @@ COLUMNS = ("review", "sentiment")
 LABELS = ("negative", "positive")
 SPLIT_FILES = {"train": "train.csv", "valid": "valid.csv", "test": "test.csv"}
 SIZE_PARAMETERS = {"train_size": "train", "val_size": "valid", "test_size": "test"}
-SET_IT_UP = (f"{DATA_DIR_ENV} at a folder holding train.csv, valid.csv and test.csv (columns "
-             f"review, sentiment): `export {DATA_DIR_ENV}=/path/to/imdb` before starting "
-             f"Jupyter, or `os.environ['{DATA_DIR_ENV}'] = '/path/to/imdb'` in the notebook.")
+# How to point the course at a copy of the data: shown as _(SET_IT_UP).format(variable=DATA_DIR_ENV).
+SET_IT_UP = N_("Point {variable} at a folder holding train.csv, valid.csv and test.csv (columns "
+               "review, sentiment): `export {variable}=/path/to/imdb` before starting Jupyter, or "
+               "`os.environ['{variable}'] = '/path/to/imdb'` in the notebook.")
 
 
 @dataclass(frozen=True)
@@ -40,20 +43,26 @@ def split_file(folder: Path, split: str) -> Path:
 def read_split(path: Path) -> pd.DataFrame:
     """Read one split's CSV and check it; raise :class:`CourseError` naming what is wrong."""
     if not path.is_file():
-        raise CourseError(f"The data folder {path.parent} has no {path.name}.")
+        raise CourseError(_("The data folder {folder} has no {name}.").format(
+            folder=path.parent, name=path.name))
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise CourseError(f"{path} is not a readable CSV file ({error}).") from None
+        raise CourseError(_("{path} is not a readable CSV file ({error}).").format(
+            path=path, error=error)) from None
     if missing := [c for c in COLUMNS if c not in frame.columns]:
-        raise CourseError(f"{path} has no column {', '.join(map(repr, missing))} (it has "
-                          f"{', '.join(map(repr, frame.columns))}; the course needs both).")
+        raise CourseError(_("{path} has no column {missing} (it has {columns}; the course needs "
+                            "both).").format(path=path, missing=", ".join(map(repr, missing)),
+                                             columns=", ".join(map(repr, frame.columns))))
     frame = frame[list(COLUMNS)]
     if (empty := frame["review"].isna() | (frame["review"].astype(str).str.strip() == "")).any():
-        raise CourseError(f"{path} has {int(empty.sum())} rows with an empty review.")
+        raise CourseError(_("{path} has {count} rows with an empty review.").format(
+            path=path, count=int(empty.sum())))
     if unknown := sorted(set(frame["sentiment"].astype(str)) - set(LABELS)):
-        raise CourseError(f"{path}: column 'sentiment' holds {', '.join(map(repr, unknown[:5]))}; "
-                          f"the course expects only {' and '.join(LABELS)}.")
+        raise CourseError(_("{path}: column 'sentiment' holds {values}; the course expects only "
+                            "{negative} and {positive}.").format(
+                                path=path, values=", ".join(map(repr, unknown[:5])),
+                                negative=LABELS[0], positive=LABELS[1]))
     return frame
 
 
@@ -66,13 +75,15 @@ def find_imdb() -> ImdbFolder:
         path = repo_root() / path
     try:
         if not path.is_dir():
-            raise CourseError(f"The data folder {path} does not exist.")
+            raise CourseError(_("The data folder {path} does not exist.").format(path=path))
         labels = {split: read_split(split_file(path, split))["sentiment"] for split in SPLIT_FILES}
     except CourseError as error:
-        where = (f"{DATA_DIR_ENV}={configured} does not point at a usable copy of the data"
-                 if configured else f"The course's own data in {SHIPPED} is missing or damaged "
-                 "(it comes with the repository: restore it with `git checkout -- data/imdb`)")
-        raise CourseError(f"{where}: {error} Point {SET_IT_UP}") from None
+        where = (_("{variable}={value} does not point at a usable copy of the data").format(
+                     variable=DATA_DIR_ENV, value=configured) if configured else
+                 _("The course's own data in {path} is missing or damaged (it comes with the "
+                   "repository: restore it with `git checkout -- data/imdb`)").format(path=SHIPPED))
+        raise CourseError(_("{where}: {error} {set_it_up}").format(
+            where=where, error=error, set_it_up=_(SET_IT_UP).format(variable=DATA_DIR_ENV))) from None
     counts = {split: {label: int((column == label).sum()) for label in LABELS}
               for split, column in labels.items()}
     return ImdbFolder(path.resolve(), counts)
@@ -85,11 +96,13 @@ def check_sizes(data: ImdbFolder, **sizes: int) -> dict[str, int]:
         split = SIZE_PARAMETERS[parameter]
         counts = data.counts[split]
         if not 2 <= value <= 2 * min(counts.values()):
-            raise CourseError(
-                f"{parameter}={value} is out of range: it must be at least 2 (one review per "
-                f"label) and at most {2 * min(counts.values())}, because {SPLIT_FILES[split]} "
-                f"in {data.path} has {counts['negative']} negative and {counts['positive']} "
-                "positive reviews and the subset takes as many of each.")
+            raise CourseError(_(
+                "{parameter}={value} is out of range: it must be at least 2 (one review per "
+                "label) and at most {maximum}, because {file} in {folder} has {negative} negative "
+                "and {positive} positive reviews and the subset takes as many of each."
+            ).format(parameter=parameter, value=value, maximum=2 * min(counts.values()),
+                     file=SPLIT_FILES[split], folder=data.path, negative=counts["negative"],
+                     positive=counts["positive"]))
     return dict(sizes)
 
 

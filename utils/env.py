@@ -17,6 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from utils.errors import CourseError
+from utils.i18n import gettext as _
 
 #: Another requirements file to check against (such as that of ``make test-latest``).
 REQUIREMENTS_ENV = "COURSE_REQUIREMENTS"
@@ -55,20 +56,23 @@ def check_environment(packages: dict[str, SpecifierSet] | None = None) -> dict[s
     found = {"python": ".".join(map(str, sys.version_info[:3]))}
     problems = []
     if Version(found["python"]) not in (spec := supported_python()):
-        problems.append(f"python {found['python']} (the course needs {spec})")
+        problems.append(_("python {version} (the course needs {spec})").format(
+            version=found["python"], spec=spec))
     for name, spec in wanted.items():
         version = next((dist.version for dist in metadata.distributions(name=name)), None)
         if spec or version is None:
             found[name] = version or "missing"
         if version is None:
-            problems.append(f"{name} is not installed" + (f" (needs {spec})" if spec else ""))
+            problems.append((_("{name} is not installed (needs {spec})") if spec
+                             else _("{name} is not installed")).format(name=name, spec=spec))
         elif Version(version).base_version not in spec:  # 2.13.0+cpu is 2.13.0
-            problems.append(f"{name} {version} (the course needs {spec})")
+            problems.append(_("{name} {version} (the course needs {spec})").format(
+                name=name, version=version, spec=spec))
     if problems:
-        raise CourseError(
-            "This kernel does not run the course's environment:\n  - " + "\n  - ".join(problems)
-            + "\nRun `make setup` in the course folder and choose the kernel of its .venv "
-            "(`make lab` does both).")
+        raise CourseError(_(
+            "This kernel does not run the course's environment:\n  - {problems}\nRun `make setup` "
+            "in the course folder and choose the kernel of its .venv (`make lab` does both)."
+        ).format(problems="\n  - ".join(problems)))
     # `!mlflow` cells run this kernel's mlflow, even if papermill or nbval started it.
     bin_dir = str(Path(sys.executable).parent)
     entries = [e for e in os.environ.get("PATH", "").split(os.pathsep) if e != bin_dir]

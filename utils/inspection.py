@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from utils.i18n import gettext as _
+
 
 def run_mlflow_cli(*args: str, tracking_uri: str, cwd: str | os.PathLike | None = None,
                    timeout: float = 120) -> subprocess.CompletedProcess:
@@ -87,7 +89,27 @@ def show_file(path: str | os.PathLike, max_lines: int = 40) -> None:
     """Print a text file's first ``max_lines`` lines under a header line."""
     path = Path(path)
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    print(f"── {path.name} ({len(lines)} lines) ──")
+    print(_("── {name} ({count} lines) ──").format(name=path.name, count=len(lines)))
     print("\n".join(lines[:max_lines]))
     if len(lines) > max_lines:
-        print(f"... ({len(lines) - max_lines} lines left out) ...")
+        print(_("... ({count} lines left out) ...").format(count=len(lines) - max_lines))
+
+
+def show_definition(path: str | os.PathLike, name: str) -> None:
+    """Print the function or class ``name`` of the Python file ``path`` as it is written there,
+    with its line numbers, so that a notebook shows a project's code without a copy of it."""
+    import ast
+
+    source = Path(path).read_text(encoding="utf-8")
+    found = [node for node in ast.parse(source).body
+             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name]
+    if not found:
+        from utils.errors import CourseError
+
+        raise CourseError(_("{path} defines no function or class {name!r}: check the name, or "
+                            "copy the project again.").format(path=path, name=name))
+    node = found[0]
+    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    lines = source.splitlines()[first - 1:node.end_lineno]
+    print(f"── {Path(path).name}, lines {first}-{node.end_lineno} ──")
+    print("\n".join(f"{number:>4}  {line}" for number, line in enumerate(lines, first)))

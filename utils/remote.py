@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 from utils.env import temporary_environment
 from utils.errors import CourseError
+from utils.i18n import gettext as _
 from utils.workspace import URI_PASSWORD, Workspace, get_workspace, mask_uri
 
 HOST_ENV = "DATABRICKS_HOST"
@@ -60,21 +61,32 @@ def read_databricks_config(profile: str = "", config_file: str | Path | None = N
         config = _offline_settings()(profile=profile.strip() or None,
                                      config_file=str(config_file) if config_file else None)
     except (ValueError, configparser.Error) as error:
-        raise CourseError(f"databricks-sdk cannot read the Databricks configuration: "
-                          f"{redact(str(error))}. (Profile names are case-sensitive.)") from None
+        raise CourseError(_("databricks-sdk cannot read the Databricks configuration: {error}. "
+                            "(Profile names are case-sensitive.)").format(
+                                error=redact(str(error)))) from None
     if not config.host and not config.token and not config.profile:
         return None
     path = Path(config.config_file or "~/.databrickscfg").expanduser()
     mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0
     if mode & 0o077:
-        raise CourseError(f"{path} may hold tokens, and other users of this machine can read it "
-                          f"(mode {mode:o}): make it yours only, `chmod 600 {path}`.")
+        raise CourseError(_("{path} may hold tokens, and other users of this machine can read it "
+                            "(mode {mode:o}): make it yours only, `chmod 600 {path}`.").format(
+                                path=path, mode=mode))
     if not config.host or not config.token:
-        missing = " and no ".join(name for name in ("host", "token") if not getattr(config, name))
-        raise CourseError(f"The Databricks configuration has no {missing}: export {HOST_ENV} "
-                          f"and {TOKEN_ENV} in the shell that starts Jupyter, or write `host =` "
-                          f"and `token =` lines into profile [{config.profile or 'DEFAULT'}] of "
-                          f"{path}.")
+        if not config.host and not config.token:
+            missing = _("The Databricks configuration has no host and no token: export {host_env} "
+                        "and {token_env} in the shell that starts Jupyter, or write `host =` and "
+                        "`token =` lines into profile [{profile}] of {path}.")
+        elif not config.host:
+            missing = _("The Databricks configuration has no host: export {host_env} and "
+                        "{token_env} in the shell that starts Jupyter, or write `host =` and "
+                        "`token =` lines into profile [{profile}] of {path}.")
+        else:
+            missing = _("The Databricks configuration has no token: export {host_env} and "
+                        "{token_env} in the shell that starts Jupyter, or write `host =` and "
+                        "`token =` lines into profile [{profile}] of {path}.")
+        raise CourseError(missing.format(host_env=HOST_ENV, token_env=TOKEN_ENV,
+                                         profile=config.profile or "DEFAULT", path=path))
     return config
 
 
@@ -95,7 +107,8 @@ class BasicAuthSetup:
 
 def prepare_basic_auth(workspace: Workspace | None = None, admin_username: str = "admin"):
     """Write (once) ``<workspace>/auth/basic_auth.ini``, readable by you only, with a random
-    admin password, which MLflow uses when it creates an empty user database."""
+    admin password, which MLflow uses when it creates an empty user database, and MLflow's
+    cache of checked logins switched on (MLflow 3.17's ``auth_cache_ttl_seconds``)."""
     directory = (workspace or get_workspace()).path / "auth"
     directory.mkdir(mode=0o700, exist_ok=True)
     directory.chmod(0o700)
@@ -114,6 +127,9 @@ def prepare_basic_auth(workspace: Workspace | None = None, admin_username: str =
         "admin_username": setup.admin_username,
         "admin_password": setup.admin_password,
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        # Check a login's password hash once a minute, not at every request: each check costs
+        # tens of milliseconds, and a search or a training sends thousands of requests.
+        "auth_cache_ttl_seconds": "60",
     }
     descriptor = os.open(setup.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
@@ -134,7 +150,7 @@ class BackendStore:
         return unquote(match["pw"]) if match else None
 
     def __str__(self) -> str:
-        return f"{mask_uri(self.uri)}  (from {self.source})"
+        return _("{uri}  (from {source})").format(uri=mask_uri(self.uri), source=self.source)
 
 
 def resolve_backend_store(uri: str = "", workspace: Workspace | None = None,
@@ -143,27 +159,28 @@ def resolve_backend_store(uri: str = "", workspace: Workspace | None = None,
     ``$COURSE_BACKEND_STORE_URI``, else the workspace's SQLite store."""
     environ = os.environ if environ is None else environ
     if uri.strip():
-        store = BackendStore(uri.strip(), "the notebook parameter backend_store_uri")
+        store = BackendStore(uri.strip(), _("the notebook parameter backend_store_uri"))
         if store.password:
-            raise CourseError(
+            raise CourseError(_(
                 "backend_store_uri contains a password, and papermill copies parameters into the "
-                f"executed notebook. Leave it empty and export the URI as {BACKEND_STORE_ENV}, or "
-                "drop the password and give it to PostgreSQL in PGPASSWORD or ~/.pgpass."
-            )
+                "executed notebook. Leave it empty and export the URI as {variable}, or drop the "
+                "password and give it to PostgreSQL in PGPASSWORD or ~/.pgpass."
+            ).format(variable=BACKEND_STORE_ENV))
     elif environ.get(BACKEND_STORE_ENV, "").strip():
         store = BackendStore(environ[BACKEND_STORE_ENV].strip(), f"${BACKEND_STORE_ENV}")
     else:
         workspace = workspace or get_workspace()
-        return BackendStore(workspace.backend_store_uri, "the course workspace")
+        return BackendStore(workspace.backend_store_uri, _("the course workspace"))
     if not re.match(r"(sqlite|postgresql|mysql|mssql)(\+\w+)?://", store.uri):
-        raise CourseError(
-            f"{mask_uri(store.uri)!r} (from {store.source}) is not a database URI MLflow can use "
-            "as a backend store. Use e.g. postgresql://USER@HOST:5432/DB or sqlite:///PATH."
-        )
+        raise CourseError(_(
+            "{uri!r} (from {source}) is not a database URI MLflow can use as a backend store. "
+            "Use e.g. postgresql://USER@HOST:5432/DB or sqlite:///PATH."
+        ).format(uri=mask_uri(store.uri), source=store.source))
     # SQLAlchemy 2.1 reads a plain postgresql:// as psycopg 3; the course installs psycopg2.
     if store.uri.startswith("postgresql://"):
         uri = "postgresql+psycopg2://" + store.uri[len("postgresql://"):]
-        return BackendStore(uri, f"{store.source}, driver psycopg2 named by the course")
+        return BackendStore(uri, _("{source}, driver psycopg2 named by the course").format(
+            source=store.source))
     return store
 
 
@@ -184,9 +201,10 @@ def start_auth_server(workspace: Workspace | None = None, auth: BasicAuthSetup |
             engine.dispose()
         except Exception as error:  # noqa: BLE001 - drivers differ; their first line says why
             why = redact(str(getattr(error, "orig", None) or error), [store.password or ""])
-            raise CourseError(f"Could not connect to the backend store {store}: "
-                              f"{why.strip().splitlines()[0][:300]}. Check that the database "
-                              "server runs, and the user, password and database name.") from None
+            raise CourseError(_("Could not connect to the backend store {store}: {why}. Check that "
+                                "the database server runs, and the user, password and database "
+                                "name.").format(store=store,
+                                                why=why.strip().splitlines()[0][:300])) from None
     env = {"MLFLOW_AUTH_CONFIG_PATH": str((auth or prepare_basic_auth(workspace)).config_path),
            # basic-auth signs its forms with this key; a fresh one per start suits one worker.
            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from utils.env import temporary_environment
 from utils.errors import CourseError
-from utils.training import (DEFAULTS, RERUN_TAG, RunParameters, data_folder, loggable_params,
-                            quiet_libraries, release_memory, validate_parameters)
+from utils.i18n import gettext as _
+from utils.training import (RERUN_TAG, RunParameters, data_folder, loggable_params, quiet_libraries,
+                            release_memory, validate_parameters)
 from utils.workspace import TRACKING_URI_ENV, get_workspace, use_workspace, workspace_lock
 
 
@@ -37,41 +37,41 @@ def messages_explained_in_03_left_out() -> Iterator[None]:
         pytorch_flavor.removeFilter(_no_pickle_advice)
 
 
-def run_pieces(params: RunParameters):
-    """The data folder, data module, classifier and trainer of a run, as notebook 03 builds them."""
+def run_pieces(params: RunParameters, *callbacks):
+    """The data folder, data module, classifier and trainer (with ``callbacks`` added) of a run
+    of ``params``, built by notebook 03's ``#@save`` functions as its cells build them."""
     from utils import ch03
 
     quiet_libraries()
-    folder = data_folder(params)
-    datamodule = ch03.review_data_module(folder, params)
+    data_dir = data_folder(params)
+    datamodule = ch03.review_data_module(data_dir, params)
     model = ch03.sentiment_classifier(params, datamodule.labels)
-    return folder, datamodule, model, ch03.sentiment_trainer(params)
+    trainer = ch03.sentiment_trainer(params)
+    trainer.callbacks.extend(callbacks)
+    return data_dir, datamodule, model, trainer
 
 
-def record_run(params: RunParameters, experiment_id: str | None = None):
-    """Train, test and record one run as notebook 03 does, into the experiment
-    ``experiment_id``, else ``params.experiment_name``; return the finished run."""
+def train_run(params: RunParameters, *callbacks, checkpoint: bool = True, **start_run_options) -> str:
+    """Train, test and record one run of ``params`` as notebook 03 does: :func:`run_pieces`,
+    autologging (``checkpoint``), then ``ch03.record_run`` (``start_run_options`` go to
+    ``mlflow.start_run``). Autologging is left as it was. Returns the run's id."""
     import mlflow
     from mlflow.utils.autologging_utils import autologging_is_disabled
 
     from utils import ch03
 
-    mlflow.set_experiment(None if experiment_id else params.experiment_name, experiment_id)
-    folder, datamodule, model, trainer = run_pieces(params)
+    pieces = run_pieces(params, *callbacks)
     autolog_was_off = autologging_is_disabled("pytorch")
-    ch03.autolog_lightning()
+    ch03.autolog_lightning(checkpoint)
     try:
-        with temporary_environment(MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="2"), \
-                messages_explained_in_03_left_out(), \
-                mlflow.start_run(run_name=params.run_name, log_system_metrics=True) as run:
-            datasets = ch03.review_datasets(folder)
-            ch03.train_test_and_log(params, datamodule, model, trainer, datasets)
+        with messages_explained_in_03_left_out():
+            run = ch03.record_run(params, *pieces, **start_run_options)[0]
     finally:
         if autolog_was_off:
             mlflow.pytorch.autolog(disable=True)
-    del datamodule, model, trainer
-    release_memory()
-    return mlflow.get_run(run.info.run_id)
+        del pieces
+        release_memory()
+    return run.info.run_id
 
 
 def logged_model_of_run(run_id: str, client=None):
@@ -112,41 +112,45 @@ def find_run(params: RunParameters, any_params: bool = False) -> str | None:
     return None
 
 
-def _ensure(any_params: bool, experiment_name: str, run_name: str, parameters: dict) -> str:
+def _ensure(any_params: bool, params: RunParameters) -> str:
     """Find the run, else train and record it; one process at a time."""
     import mlflow
 
-    params = validate_parameters(experiment_name=experiment_name, run_name=run_name, **parameters)
     if not os.environ.get(TRACKING_URI_ENV):  # mlflow.set_tracking_uri() sets it too
         use_workspace()
     found = find_run(params, any_params)
     if found:
         return found
     if mlflow.active_run() is not None:
-        raise CourseError(
-            f"Run {mlflow.active_run().info.run_id} is still active; end it (mlflow.end_run()) "
-            "before training another."
-        )
+        raise CourseError(_(
+            "Run {run_id} is still active; end it (mlflow.end_run()) before training another."
+        ).format(run_id=mlflow.active_run().info.run_id))
     with workspace_lock(get_workspace(), "example-run"):
         found = find_run(params, any_params)  # another process may have trained it meanwhile
         if found:
             return found
-        which = "" if any_params else " with these parameters"
-        print(f"No finished run {run_name!r}{which} in experiment {experiment_name!r}: training "
-              f"{run_name!r} ({params.train_size}/{params.val_size}/{params.test_size} reviews, "
-              f"{params.max_epochs} epoch(s)).")
-        return record_run(params).info.run_id
+        training = (_("No finished run {run_name!r} in experiment {experiment_name!r}: training "
+                      "{run_name!r} ({train_size}/{val_size}/{test_size} reviews, {max_epochs} "
+                      "epoch(s)).") if any_params else
+                    _("No finished run {run_name!r} with these parameters in experiment "
+                      "{experiment_name!r}: training {run_name!r} ({train_size}/{val_size}/"
+                      "{test_size} reviews, {max_epochs} epoch(s))."))
+        print(training.format(run_name=params.run_name, experiment_name=params.experiment_name,
+                              train_size=params.train_size, val_size=params.val_size,
+                              test_size=params.test_size, max_epochs=params.max_epochs))
+        mlflow.set_experiment(params.experiment_name)
+        return train_run(params)
 
 
-def ensure_run(experiment_name: str = DEFAULTS["experiment_name"],
-               run_name: str = DEFAULTS["run_name"], **parameters: Any) -> str:
-    """The id of a finished run with exactly these parameters of notebook 03 (the others at
-    their defaults); trains it if there is none."""
-    return _ensure(False, experiment_name, run_name, parameters)
+def ensure_run(params: RunParameters | None = None, **parameters: Any) -> str:
+    """The id of a finished run with exactly these parameters of notebook 03: ``params``
+    (checked ones, such as the ``params`` of notebook 03), or the keyword ``parameters``, the
+    others at their defaults. Trains it if there is none."""
+    return _ensure(False, params if params is not None else validate_parameters(**parameters))
 
 
-def ensure_example_run(experiment_name: str = DEFAULTS["experiment_name"],
-                       run_name: str = DEFAULTS["run_name"], **parameters: Any) -> str:
-    """The id of a finished run of that name to look at, whatever its parameters (notebooks 04
-    and 05 study the reader's own run of 03); trains one with ``parameters`` if there is none."""
-    return _ensure(True, experiment_name, run_name, parameters)
+def ensure_example_run(**parameters: Any) -> str:
+    """The id of a finished run named ``run_name`` to look at, whatever its parameters
+    (notebooks 04 and 05 study the reader's own run of 03); trains one with ``parameters``
+    (the others at their defaults) if there is none."""
+    return _ensure(True, validate_parameters(**parameters))

@@ -12,6 +12,8 @@ import shlex
 from pathlib import Path
 
 from utils.errors import CourseError
+from utils.i18n import N_
+from utils.i18n import gettext as _
 from utils.tracking import BackgroundServer, mlflow_executable
 from utils.workspace import get_workspace
 
@@ -20,13 +22,13 @@ class ModelServer(BackgroundServer):
     """``mlflow models serve`` for one model URI, on loopback. ``--env-manager local`` serves
     with the course's ``.venv``; the other managers build an environment first (minutes)."""
 
-    name = "The model server"
+    name = N_("The model server")
     ready_path = "/ping"  # answers 200 once the model is loaded
 
     def __init__(self, model_uri: str, port: int = 0, startup_timeout: float = 300.0) -> None:
         if not isinstance(model_uri, str) or not model_uri.strip():
-            raise CourseError("model_uri must name a model, e.g. 'models:/<name>@champion'; "
-                              f"got {model_uri!r}.")
+            raise CourseError(_("model_uri must name a model, e.g. 'models:/<name>@champion'; "
+                                "got {model_uri!r}.").format(model_uri=model_uri))
         super().__init__(port, startup_timeout)
         self.model_uri = model_uri.strip()
 

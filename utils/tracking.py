@@ -24,6 +24,8 @@ import psutil
 import requests
 
 from utils.errors import CourseError
+from utils.i18n import N_
+from utils.i18n import gettext as _
 from utils.workspace import Workspace, get_workspace, initialise_store
 
 DEFAULT_HOST = "127.0.0.1"
@@ -44,9 +46,9 @@ def mlflow_executable() -> str:
     candidate = Path(sys.executable).with_name("mlflow")
     if candidate.exists():
         return str(candidate)
-    raise CourseError(f"The `mlflow` command is not installed next to {Path(sys.executable).name}. "
-                      "Run `make setup` in the course folder, then pick the kernel of the "
-                      "course's .venv (or run `make lab`).")
+    raise CourseError(_("The `mlflow` command is not installed next to {python}. Run `make setup` in "
+                        "the course folder, then pick the kernel of the course's .venv (or run "
+                        "`make lab`).").format(python=Path(sys.executable).name))
 
 
 def _answers(url: str) -> bool:
@@ -64,15 +66,15 @@ class BackgroundServer:
     end; :meth:`stop` ends every process it started, as do this process's exit and death.
     """
 
-    name = "The server"
+    name = N_("The server")  # shown as _(name): a subclass's own name may have no translation
     host = DEFAULT_HOST
     ready_path = "/health"
     preexec_fn = None  # run in the server's process before it starts (e.g. join a cgroup)
 
     def __init__(self, port: int, startup_timeout: float = 240.0) -> None:
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-            raise CourseError(f"port must be a whole number from 1 to 65535, or 0 for any free "
-                              f"port; got {port!r}.")
+            raise CourseError(_("port must be a whole number from 1 to 65535, or 0 for any free "
+                                "port; got {port!r}.").format(port=port))
         self.requested_port = self.port = port
         self.startup_timeout = startup_timeout
         self.process: subprocess.Popen | None = None
@@ -107,11 +109,14 @@ class BackgroundServer:
         while not self.ready():
             code = self.process.poll()
             if code is not None or time.monotonic() > deadline:
-                problem = (f"did not answer within {self.startup_timeout:.0f} s" if code is None
-                           else f"exited during start-up (exit code {code})")
+                failed = (_("{name} did not answer within {seconds:.0f} s. The end of "
+                            "{log_path}:\n{log}") if code is None else
+                          _("{name} exited during start-up (exit code {code}). The end of "
+                            "{log_path}:\n{log}"))
                 log = self.log_tail()
                 self.stop()
-                raise CourseError(f"{self.name} {problem}. The end of {self.log_path}:\n{log}")
+                raise CourseError(failed.format(name=_(self.name), seconds=self.startup_timeout,
+                                                code=code, log_path=self.log_path, log=log))
             time.sleep(0.25)
         return self
 
@@ -129,14 +134,14 @@ class BackgroundServer:
                     for member in alive:
                         with contextlib.suppress(psutil.NoSuchProcess):
                             member.send_signal(sig)
-                    _, alive = psutil.wait_procs(alive, timeout)
+                    alive = psutil.wait_procs(alive, timeout)[1]  # (gone, alive)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # what is left of its group, e.g. orphans
         process.wait(timeout)
 
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_path or not self.log_path.exists():
-            return "(no log)"
+            return _("(no log)")
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def __enter__(self):
@@ -150,19 +155,23 @@ class BackgroundServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is free
             sock.bind((self.host, self.port))
             return
-        what = ("another MLflow server (perhaps one started by another notebook or `make lab`)"
-                if _answers(f"{self.url}/health") else "another program")
-        raise CourseError(f"Port {self.port} on {self.host} is already in use by {what}. Stop "
-                          "that program, or choose another port: set the notebook parameter "
-                          "`port` (or the `port` argument) to a free port, or to 0 to let the "
-                          "course pick one.")
+        if _answers(f"{self.url}/health"):
+            busy = _("Port {port} on {host} is already in use by another MLflow server (perhaps one "
+                     "started by another notebook or `make lab`). Stop that program, or choose "
+                     "another port: set the notebook parameter `port` (or the `port` argument) to a "
+                     "free port, or to 0 to let the course pick one.")
+        else:
+            busy = _("Port {port} on {host} is already in use by another program. Stop that program, "
+                     "or choose another port: set the notebook parameter `port` (or the `port` "
+                     "argument) to a free port, or to 0 to let the course pick one.")
+        raise CourseError(busy.format(port=self.port, host=self.host))
 
 
 class TrackingServer(BackgroundServer):
     """``mlflow server`` for a workspace (the course's by default), on loopback; the other
     arguments are ``mlflow server``'s options (``extra_args``: more of them)."""
 
-    name = "The MLflow server"
+    name = N_("The MLflow server")
     ui_base: str | None = None  # where a browser opens the UI, if not at ``url``
     auth = None  # the login for plain HTTP requests: none for the course's own servers
 
@@ -257,8 +266,9 @@ def tracking_server(port: int = 0) -> TrackingServer | SharedServer | None:
     if uri.startswith(("http://", "https://")):
         return SharedServer(uri, "MLFLOW_TRACKING_URI")
     if uri.startswith("databricks"):
-        print(f"The tracking URI is {uri!r}: Databricks has no plain MLflow server to send "
-              "REST requests to or to open here, so the cells that need one say so and skip.")
+        print(_("The tracking URI is {uri!r}: Databricks has no plain MLflow server to send REST "
+                "requests to or to open here, so the cells that need one say so and skip.").format(
+                    uri=uri))
         return None
     workspace = get_workspace()
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
@@ -295,16 +305,16 @@ def serve_in_this_process(options: Sequence[str]) -> NoReturn:
     from mlflow.cli import cli
 
     if not callable(getattr(mlflow.server, "_exec_cmd", None)):
-        raise CourseError(f"This MLflow ({mlflow.__version__}) starts its server differently "
-                          "from the course's (mlflow.server._exec_cmd is gone). Run `make setup` "
-                          "to get the course's pinned MLflow.")
+        raise CourseError(_("This MLflow ({version}) starts its server differently from the "
+                            "course's (mlflow.server._exec_cmd is gone). Run `make setup` to get "
+                            "the course's pinned MLflow.").format(version=mlflow.__version__))
 
     def become(command, extra_env=None, **_how_to_wait):
         os.execve(command[0], command, {**os.environ, **(extra_env or {})})
 
     mlflow.server._exec_cmd = become
     cli.main(args=["server", *options], prog_name="mlflow")
-    raise CourseError("mlflow server returned without starting its web server.")
+    raise CourseError(_("mlflow server returned without starting its web server."))
 
 
 def main(argv: list[str] | None = None) -> None:

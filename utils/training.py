@@ -10,52 +10,64 @@ import logging
 import os
 import sys
 import warnings
-from dataclasses import field, make_dataclass
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from typing import Any
 
 from utils.errors import CourseError
+from utils.i18n import gettext as _
 
-# The notebook's parameters and their defaults (tests check that the notebook agrees).
-DEFAULTS: dict[str, Any] = {
-    "experiment_name": "dl_model_chapter02",
-    "run_name": "chapter02",
-    "train_size": 500,
-    "val_size": 100,
-    "test_size": 200,
-    "max_epochs": 1,
-    "batch_size": 16,
-    "learning_rate": 0.03,
-    "strategy": "freeze",
-    "backbone": None,
-    "pooling": "mean",
-    "max_length": 128,
-    "accelerator": "auto",
-    "seed": 42,
-}
 # The tags of a run's record: the notebook that trains it, the names of the parameters the
 # course logged (the rest are autologging's), and, for a re-run, the run it repeats.
 TRAINING_NOTEBOOK = "03_first_autologged_run.ipynb"
 NOTEBOOK_TAG = "course.notebook"
 PARAMETERS_TAG = "course.parameters"
 RERUN_TAG = "course.rerun_of"
-# The parameters that shape a run (experiment_name and run_name only say where it goes).
-RUN_PARAMETERS = tuple(name for name in DEFAULTS if name not in ("experiment_name", "run_name"))
 # Set by the course's notebook runner and tests: no live progress bar, a line per epoch.
 HEADLESS_ENV = "COURSE_HEADLESS"
 
-# The checked parameters of one run (params.train_size ...), and the IMDB data they fit.
-RunParameters = make_dataclass(
-    "RunParameters", [*DEFAULTS, ("data", Any, field(default=None, repr=False, compare=False))],
-    frozen=True)
+
+@dataclass(frozen=True)
+class RunParameters:
+    """The checked parameters of one run of notebook 03 (``params.train_size`` ...), with
+    their defaults: those of the notebook's parameters cell (a test checks that they agree)."""
+
+    experiment_name: str = "dl_model_chapter02"
+    run_name: str = "chapter02"
+    train_size: int = 500
+    val_size: int = 100
+    test_size: int = 200
+    max_epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 0.03
+    strategy: str | tuple = "freeze"
+    backbone: str | None = None
+    pooling: str = "mean"
+    max_length: int = 128
+    accelerator: str = "auto"
+    seed: int = 42
+    data: Any = field(default=None, repr=False, compare=False)  # the IMDB folder they fit
+
+
+#: The parameters of the parameters cell, in its order.
+PARAMETERS = tuple(f.name for f in fields(RunParameters) if f.name != "data")
+#: Those that shape a run (experiment_name and run_name only say where it goes).
+RUN_PARAMETERS = tuple(name for name in PARAMETERS if name not in ("experiment_name", "run_name"))
+
+
+def defaults() -> dict[str, Any]:
+    """The parameters cell's names and default values."""
+    return {f.name: f.default for f in fields(RunParameters) if f.name != "data"}
 
 
 def _whole(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise CourseError(f"{name} must be a whole number; got {value!r}.")
+        raise CourseError(_("{name} must be a whole number; got {value!r}.").format(
+            name=name, value=value))
     if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-        raise CourseError(f"{name} must be {bounds}; got {value}.")
+        wrong = (_("{name} must be from {minimum} to {maximum}; got {value}.") if maximum is not None
+                 else _("{name} must be >= {minimum}; got {value}."))
+        raise CourseError(wrong.format(name=name, minimum=minimum, maximum=maximum, value=value))
     return value
 
 
@@ -66,12 +78,12 @@ def check_strategy(strategy: object) -> str | tuple:
         return strategy
     if isinstance(strategy, (list, tuple)) and len(strategy) == 2 \
             and strategy[0] == "freeze_unfreeze":
-        return ("freeze_unfreeze", _whole("the unfreeze epoch of strategy", strategy[1], 0))
-    raise CourseError(
-        f"strategy={strategy!r} is not a fine-tuning strategy of the course. Use 'freeze' (train "
+        return ("freeze_unfreeze", _whole(_("the unfreeze epoch of strategy"), strategy[1], 0))
+    raise CourseError(_(
+        "strategy={strategy!r} is not a fine-tuning strategy of the course. Use 'freeze' (train "
         "the new layer only), 'no_freeze' (the whole network) or ('freeze_unfreeze', 1) "
         "(unfreeze the backbone at epoch 1)."
-    )
+    ).format(strategy=strategy))
 
 
 def check_accelerator(accelerator: object) -> str:
@@ -80,14 +92,14 @@ def check_accelerator(accelerator: object) -> str:
 
     known = ["gpu", *AcceleratorRegistry.available_accelerators()]
     if accelerator != "auto" and accelerator not in known:
-        raise CourseError(f"accelerator={accelerator!r} is not an accelerator Lightning knows. "
-                          "Use 'auto' (a GPU if there is one, else the CPU), or one of "
-                          f"{', '.join(known)}.")
+        raise CourseError(_("accelerator={accelerator!r} is not an accelerator Lightning knows. "
+                            "Use 'auto' (a GPU if there is one, else the CPU), or one of "
+                            "{known}.").format(accelerator=accelerator, known=", ".join(known)))
     name = "cuda" if accelerator == "gpu" else accelerator
     if name != "auto" and not AcceleratorRegistry[name]["accelerator"].is_available():
-        raise CourseError(f"accelerator={accelerator!r} cannot be used on this machine: it has "
-                          f"no {name.upper()} device. Use accelerator='auto', which falls back to "
-                          "the CPU.")
+        raise CourseError(_("accelerator={accelerator!r} cannot be used on this machine: it has "
+                            "no {device} device. Use accelerator='auto', which falls back to "
+                            "the CPU.").format(accelerator=accelerator, device=name.upper()))
     return accelerator
 
 
@@ -98,14 +110,15 @@ def validate_parameters(**parameters: Any) -> RunParameters:
     from utils.backbone import max_positions, resolve_backbone
     from utils.data import check_sizes, find_imdb
 
-    unknown = sorted(set(parameters) - set(DEFAULTS))
+    unknown = sorted(set(parameters) - set(PARAMETERS))
     if unknown:
-        raise CourseError(f"Unknown parameter {', '.join(unknown)}; the parameters are "
-                          f"{', '.join(DEFAULTS)}.")
-    p = {**DEFAULTS, **parameters}
+        raise CourseError(_("Unknown parameter {unknown}; the parameters are {parameters}.").format(
+            unknown=", ".join(unknown), parameters=", ".join(PARAMETERS)))
+    p = {**defaults(), **parameters}
     for name in ("experiment_name", "run_name"):
         if not isinstance(p[name], str) or not p[name].strip():
-            raise CourseError(f"{name} must be a non-empty string; got {p[name]!r}.")
+            raise CourseError(_("{name} must be a non-empty string; got {value!r}.").format(
+                name=name, value=p[name]))
     for size in ("train_size", "val_size", "test_size"):
         _whole(size, p[size], 2)
     _whole("max_epochs", p["max_epochs"], 1)
@@ -113,11 +126,12 @@ def validate_parameters(**parameters: Any) -> RunParameters:
     _whole("seed", p["seed"], 0, 2**32 - 1)
     rate = p["learning_rate"]
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
-        raise CourseError(f"learning_rate must be a number above 0 and at most 1; got {rate!r}.")
+        raise CourseError(_("learning_rate must be a number above 0 and at most 1; "
+                            "got {rate!r}.").format(rate=rate))
     if p["pooling"] not in ("mean", "pooler"):
-        raise CourseError(f"pooling={p['pooling']!r} is not known. Use 'mean' (the average of "
-                          "the token vectors, what MiniLM was trained for) or 'pooler' (BERT's "
-                          "pooler output).")
+        raise CourseError(_("pooling={pooling!r} is not known. Use 'mean' (the average of the token "
+                            "vectors, what MiniLM was trained for) or 'pooler' (BERT's pooler "
+                            "output).").format(pooling=p["pooling"]))
     p.update(strategy=check_strategy(p["strategy"]), backbone=resolve_backbone(p["backbone"]),
              accelerator=check_accelerator(p["accelerator"]), learning_rate=float(rate))
     _whole("max_length", p["max_length"], 8, max_positions(p["backbone"]))
@@ -153,15 +167,16 @@ def parameters_from_run(run, client=None) -> dict[str, Any]:
     run_id = run.info.run_id
     listed = run.data.tags.get(PARAMETERS_TAG, "")
     if not run.data.tags.get(NOTEBOOK_TAG) or not listed:
-        raise CourseError(
-            f"Run {run_id} was not made by a course notebook (it has no tags {NOTEBOOK_TAG} and "
-            f"{PARAMETERS_TAG}), so its record does not say how to train it again."
-        )
+        raise CourseError(_(
+            "Run {run_id} was not made by a course notebook (it has no tags {notebook_tag} and "
+            "{parameters_tag}), so its record does not say how to train it again."
+        ).format(run_id=run_id, notebook_tag=NOTEBOOK_TAG, parameters_tag=PARAMETERS_TAG))
     names = [name for name in listed.split(",") if name]
     missing = [name for name in names if name not in run.data.params]
     if missing:
-        raise CourseError(f"Run {run_id} lists the parameters {', '.join(missing)} but never "
-                          "logged them: it did not finish recording, so it cannot be re-run.")
+        raise CourseError(_("Run {run_id} lists the parameters {missing} but never logged them: it "
+                            "did not finish recording, so it cannot be re-run.").format(
+                                run_id=run_id, missing=", ".join(missing)))
     values: dict[str, Any] = {}
     for name in names:
         text = run.data.params[name]
@@ -212,15 +227,20 @@ def course_callbacks() -> list:
 
 
 def quiet_libraries() -> None:
-    """Keep Lightning's banners and notices, the progress bars of Hugging Face datasets, and
-    flash 0.8.2 tripping over its own deprecation out of the notebook."""
+    """Silence what libraries below MLflow print and only their authors can act on: numpy's
+    deprecations in lightning-flash 0.8.2, setuptools' ``pkg_resources``, MLflow 3.17
+    registering its local dataset source twice, Lightning's banners, the progress bars of
+    Hugging Face datasets, and flash tripping over its own deprecation."""
+    warnings.filterwarnings("ignore", message=r"In the future `np\.(object|bool)`", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+    warnings.filterwarnings("ignore", category=FutureWarning, message=".*InputTransform.*")
     import datasets
 
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.seed",
                  "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
     datasets.disable_progress_bars()
-    warnings.filterwarnings("ignore", category=FutureWarning, message=".*InputTransform.*")
 
 
 def release_memory() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import re
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from utils.env import repo_root, temporary_environment
 from utils.errors import CourseError
+from utils.i18n import gettext as _
 
 WORKSPACE_ENV = "COURSE_WORKSPACE"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
@@ -26,6 +26,7 @@ _COURSE_SET_URI_ENV = "_COURSE_SET_TRACKING_URI"
 # What MLflow's server sets so that experiments made through a SQL store get its artifact
 # root; set in a notebook, new experiments keep artifacts in the workspace, not ./mlruns.
 ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 #: What use_workspace() leaves in the environment, for no kernel of another workspace.
 PROCESS_VARIABLES = (TRACKING_URI_ENV, _COURSE_SET_URI_ENV, ARTIFACT_ROOT_ENV)
 # scheme://user:password@host - the password group is what must never be shown.
@@ -77,11 +78,12 @@ def get_workspace(create: bool = True) -> Workspace:
             if not os.access(workspace.path, os.W_OK):
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         except OSError as error:
-            raise CourseError(
-                f"The course workspace {workspace.path} cannot be written "
-                f"({error.strerror or error}). Set {WORKSPACE_ENV} to a folder you can write to, "
-                f"for example `export {WORKSPACE_ENV}=$HOME/mlflow-course-workspace`, then run "
-                "the cell again.") from None
+            raise CourseError(_(
+                "The course workspace {path} cannot be written ({reason}). Set {variable} to a "
+                "folder you can write to, for example "
+                "`export {variable}=$HOME/mlflow-course-workspace`, then run the cell again."
+            ).format(path=workspace.path, reason=error.strerror or error,
+                     variable=WORKSPACE_ENV)) from None
     return workspace
 
 
@@ -91,7 +93,8 @@ def use_workspace(local: bool = False) -> Workspace:
 
     ``local=True`` (notebooks 01 and 06) uses the workspace's store whatever the reader set;
     the variables then name it, for the commands the notebook starts (``!mlflow ...``) too,
-    and one line says which URI was set aside.
+    and one line says which URI was set aside. With the workspace's store, MLflow's progress
+    bar for copying artifacts is off: on this disk a copy takes no time to watch.
     """
     import mlflow
 
@@ -104,21 +107,23 @@ def use_workspace(local: bool = False) -> Workspace:
     if not readers_own:
         initialise_store(workspace)
         os.environ[TRACKING_URI_ENV] = os.environ[_COURSE_SET_URI_ENV] = uri
+        os.environ[PROGRESS_BAR_ENV] = "false"
     registry = os.environ.get("MLFLOW_REGISTRY_URI", "").strip()
     if local and registry and registry != uri:
         set_aside = set_aside or registry
         mlflow.set_registry_uri(uri)
     if set_aside:
-        print(f"This notebook works on the local course workspace; {mask_uri(set_aside)} "
-              "(from your environment) is left alone.")
+        print(_("This notebook works on the local course workspace; {uri} (from your environment) "
+                "is left alone.").format(uri=mask_uri(set_aside)))
     return workspace
 
 
 @contextlib.contextmanager
 def workspace_lock(workspace: Workspace, name: str) -> Iterator[None]:
     """Hold the lock ``<workspace>/.<name>.lock`` for the block: one process at a time."""
-    with open(workspace.path / f".{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # closing the file releases it
+    from filelock import FileLock
+
+    with FileLock(workspace.path / f".{name}.lock"):
         yield
 
 

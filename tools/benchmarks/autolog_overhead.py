@@ -4,8 +4,9 @@ Trains the same run (notebook 03's defaults, same seed) several times in one pro
 
 - ``plain``    no MLflow at all: the training time itself;
 - ``course``   what notebook 03 does: ``mlflow.pytorch.autolog(log_every_n_step=4,
-               checkpoint_monitor="val_cross_entropy", log_models=False)``, the datasets
-               as inputs, and the model logged with pinned requirements;
+               checkpoint_monitor="val_cross_entropy", log_models=False)`` and its
+               ``record_run``: the datasets as inputs, system metrics, and the model
+               logged with pinned requirements;
 - ``chapter``  the chapter's plain ``mlflow.pytorch.autolog()``: the model is logged by
                autologging, which infers its pip requirements by loading it again in a
                separate Python process (and keeps no checkpoint: there is no ``val_loss``).
@@ -45,10 +46,9 @@ def one_run(variant: str, params) -> dict[str, float]:
 
     from utils import ch03, runs
 
-    folder, datamodule, model, trainer = runs.run_pieces(params)
-    trainer.progress_bar_callback.disable()
     timer = Timer()  # Lightning's: the seconds of its fit and test loops
-    trainer.callbacks.append(timer)
+    folder, datamodule, model, trainer = pieces = runs.run_pieces(params, timer)
+    trainer.progress_bar_callback.disable()
     wall = time.perf_counter()
     if variant == "plain":
         mlflow.pytorch.autolog(disable=True)
@@ -56,8 +56,7 @@ def one_run(variant: str, params) -> dict[str, float]:
         results = trainer.test(model, datamodule=datamodule, verbose=False)
     elif variant == "course":
         ch03.autolog_lightning()
-        with mlflow.start_run(run_name="bench-course") as run:
-            ch03.train_test_and_log(params, datamodule, model, trainer, ch03.review_datasets(folder))
+        run, _ = ch03.record_run(params, *pieces, run_name="bench-course")
         results = [mlflow.get_run(run.info.run_id).data.metrics]
     else:
         mlflow.pytorch.autolog(silent=True)

@@ -3,9 +3,9 @@
     .venv/bin/python tools/benchmarks/training.py              # the notebook's defaults
     .venv/bin/python tools/benchmarks/training.py --accurate   # the configuration for >= 0.85
 
-It records one run exactly as notebook 03 does (autologging and
-``utils.ch03.train_test_and_log`` (notebook 03's run): the datasets as inputs, ``finetune`` and ``test``, the
-model logged with pinned requirements) into a temporary workspace, and prints
+It records one run exactly as notebook 03 does (autologging and ``utils.ch03.record_run``:
+the datasets as inputs, ``finetune`` and ``test``, the model logged with pinned requirements)
+into a temporary workspace, and prints
 
 - the time of Lightning's training and test loops (its Timer callback);
 - the bare forward pass of the same reviews through the backbone, in the same process: the
@@ -94,13 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
         from pytorch_lightning.callbacks import Timer
 
-        folder, datamodule, model, trainer = runs.run_pieces(params)
-        trainer.progress_bar_callback.disable()
         timer = Timer()  # Lightning's: the seconds of its fit and test loops
-        trainer.callbacks.append(timer)
+        folder, datamodule, model, trainer = pieces = runs.run_pieces(params, timer)
+        trainer.progress_bar_callback.disable()
         ch03.autolog_lightning()
-        with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="benchmark") as run:
-            ch03.train_test_and_log(params, datamodule, model, trainer, ch03.review_datasets(folder))
+        run, _ = ch03.record_run(params, *pieces, experiment_id=experiment.experiment_id, run_name="benchmark")
         run_seconds = time.perf_counter() - started
         loops = timer.time_elapsed("train") + timer.time_elapsed("test")
         accuracy = mlflow.get_run(run.info.run_id).data.metrics["test_accuracy"]
