@@ -31,11 +31,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-CORRECT, NOT_ATTEMPTED, INCORRECT = "Correct", "Not attempted", "Incorrect"
+from utils.i18n import N_
+from utils.i18n import gettext as _
+
+CORRECT, NOT_ATTEMPTED, INCORRECT = N_("Correct"), N_("Not attempted"), N_("Incorrect")
 STATUSES = (CORRECT, NOT_ATTEMPTED, INCORRECT)
 # The start of the message when a check itself failed (an exception it did not expect).
 # A typical mistake must have its own message: the course's tests look for this text.
-GENERIC_FAILURE = "checking your answer failed"
+GENERIC_FAILURE = N_("checking your answer failed")
 
 
 class Incorrect(Exception):
@@ -55,8 +58,9 @@ class Verdict:
 
     @property
     def line(self) -> str:
-        """The verdict as ``check()`` prints it: one line, the status first."""
-        return f"{self.status}: {' '.join(self.message.split())}"
+        """The verdict as ``check()`` prints it: one line, the status first, in the course's
+        language (the message is translated where it is made)."""
+        return _("{status}: {message}").format(status=_(self.status), message=" ".join(self.message.split()))
 
     def __str__(self) -> str:
         return self.line
@@ -105,26 +109,26 @@ class Exercise:
         """The verdict on the answers in ``namespace`` (a notebook's globals); never raises."""
         untouched = [name for name in self.answers if _untouched(namespace, name)]
         if len(untouched) == len(self.answers):
-            return Verdict(NOT_ATTEMPTED, (
-                f"exercise {self.key} ({self.title}). Replace the `...` in the exercise cell "
-                f"above with your answer, run that cell, then this one. For a hint, run "
-                f"`{self.name}.hint()`."))
+            return Verdict(NOT_ATTEMPTED, _(
+                "exercise {key} ({title}). Replace the `...` in the exercise cell above with your "
+                "answer, run that cell, then this one. For a hint, run `{name}.hint()`."
+            ).format(key=self.key, title=_(self.title), name=self.name))
         if untouched:
             names = " and ".join(f"`{name}`" for name in untouched)
-            verb = "is" if len(untouched) == 1 else "are"
-            return Verdict(INCORRECT, (
-                f"{names} {verb} still `...`: the exercise cell must set "
-                f"{'it' if len(untouched) == 1 else 'them'} too. Then run that cell again, "
-                "then this one."))
+            one = _("{names} is still `...`: the exercise cell must set it too. Then run that cell "
+                    "again, then this one.")
+            several = _("{names} are still `...`: the exercise cell must set them too. Then run that "
+                        "cell again, then this one.")
+            return Verdict(INCORRECT, (one if len(untouched) == 1 else several).format(names=names))
         answers = {name: namespace[name] for name in self.answers}
         try:
             explanation = self.checker(answers, namespace)
         except Incorrect as wrong:
-            return Verdict(INCORRECT, str(wrong) or "that is not the answer.")
+            return Verdict(INCORRECT, str(wrong) or _("that is not the answer."))
         except Exception as error:  # the check did not foresee this answer
             return Verdict(INCORRECT, _failure_message(error, self))
         if explanation is None:
-            return Verdict(CORRECT, "that is right.")
+            return Verdict(CORRECT, _("that is right."))
         if not isinstance(explanation, str):
             return Verdict(INCORRECT, _failure_message(TypeError(
                 f"the check of exercise {self.key} returned {type(explanation).__name__}, "
@@ -141,13 +145,15 @@ class Exercise:
 
     # -- help ---------------------------------------------------------------------
     def hint(self) -> None:
-        """Show the hint (Markdown)."""
-        _show(f"**Hint for exercise {self.key}** ({self.title}): {self.hint_text}")
+        """Show the hint (Markdown), in the course's language."""
+        _show(_("**Hint for exercise {key}** ({title}): {hint}").format(
+            key=self.key, title=_(self.title), hint=_(self.hint_text)))
 
     def solution(self) -> None:
         """Show one answer: the code that, in place of the exercise cell, makes the check pass."""
-        _show(f"**One answer to exercise {self.key}** ({self.title}): put this in the exercise "
-              f"cell, run it, then the check.\n\n```python\n{self.solution_code}\n```")
+        _show(_("**One answer to exercise {key}** ({title}): put this in the exercise cell, run it, "
+                "then the check.").format(key=self.key, title=_(self.title))
+              + f"\n\n```python\n{self.solution_code}\n```")
 
 
 # -- what the checks share ------------------------------------------------------------
@@ -166,23 +172,25 @@ def find_run(run_id: Any, what: str):
 
     if not isinstance(run_id, str) or not run_id.strip():
         kind = type(run_id).__name__
-        shown = repr(run_id) if run_id is None or isinstance(run_id, (str, int, float)) else f"a {kind}"
-        extra = " Take one id out of it, e.g. `.run_id.iloc[0]`." if kind in ("DataFrame", "Series") else ""
-        raise Incorrect(f"{what} should be a run id, a string of 32 hexadecimal digits such as "
-                        f"`run.info.run_id`; it is {shown}.{extra}")
+        shown = (repr(run_id) if run_id is None or isinstance(run_id, (str, int, float))
+                 else _("a {kind}").format(kind=kind))
+        extra = _(" Take one id out of it, e.g. `.run_id.iloc[0]`.") if kind in ("DataFrame", "Series") else ""
+        raise Incorrect(_("{what} should be a run id, a string of 32 hexadecimal digits such as "
+                          "`run.info.run_id`; it is {shown}.").format(what=what, shown=shown) + extra)
     try:
         return tracking_client().get_run(run_id.strip())
     except MlflowException:
-        raise Incorrect(f"There is no run {run_id!r} in this tracking store: {what} should be the "
-                        "id of a run you made in this notebook.") from None
+        raise Incorrect(_("There is no run {run_id!r} in this tracking store: {what} should be the "
+                          "id of a run you made in this notebook.").format(run_id=run_id, what=what)) from None
 
 
 def _failure_message(error: BaseException, exercise: Exercise) -> str:
     text = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], str) else str(error)
     lines = text.strip().splitlines()  # (str() of a KeyError is its repr)
     detail = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-    return (f"{GENERIC_FAILURE} ({detail}). Look at the exercise cell for a slip, run it "
-            f"again, then this one; `{exercise.name}.hint()` shows a hint.")
+    return _("{failure} ({detail}). Look at the exercise cell for a slip, run it again, then this "
+             "one; `{name}.hint()` shows a hint.").format(failure=_(GENERIC_FAILURE), detail=detail,
+                                                         name=exercise.name)
 
 
 def _ipython():

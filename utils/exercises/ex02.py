@@ -14,6 +14,8 @@ from pathlib import Path
 from utils import remote
 from utils.errors import CourseError
 from utils.exercises import Exercise, Incorrect
+from utils.i18n import N_
+from utils.i18n import gettext as _
 
 PRACTICE_PROFILE = "practice"
 STUDENT = "student"
@@ -27,56 +29,59 @@ def _check_practice_profile(answers, namespace) -> str:
     path = Path(namespace["practice_file"])
     host, token = namespace["practice_host"], namespace["practice_token"]
     if config is None:
-        raise Incorrect(
+        raise Incorrect(_(
             "`read_databricks_config` found no configuration, so it returned None. Without "
             "`profile=` it reads DATABRICKS_HOST and DATABRICKS_TOKEN, then the [DEFAULT] "
-            f"profile of the file; name the profile: `profile=\"{PRACTICE_PROFILE}\"`, "
+            "profile of the file; name the profile: `profile=\"{profile}\"`, "
             "`config_file=practice_file`."
-        )
+        ).format(profile=PRACTICE_PROFILE))
     if not isinstance(config, Config):
-        raise Incorrect(
-            f"`practice_config` holds a {type(config).__name__}; it should be what "
+        raise Incorrect(_(
+            "`practice_config` holds a {kind}; it should be what "
             "`remote.read_databricks_config(...)` returns for your file."
-        )
+        ).format(kind=type(config).__name__))
     if config.profile != PRACTICE_PROFILE:
-        where = f"profile [{config.profile}]" if config.profile else "the environment or a [DEFAULT] profile"
-        raise Incorrect(
-            f"`practice_config` was read from {where}, not from the [{PRACTICE_PROFILE}] profile: "
-            f"pass `profile=\"{PRACTICE_PROFILE}\"` to `read_databricks_config`."
-        )
+        where = (_("profile [{profile}]").format(profile=config.profile) if config.profile
+                 else _("the environment or a [DEFAULT] profile"))
+        raise Incorrect(_(
+            "`practice_config` was read from {where}, not from the [{profile}] profile: "
+            "pass `profile=\"{profile}\"` to `read_databricks_config`."
+        ).format(where=where, profile=PRACTICE_PROFILE))
     if not config.config_file or Path(config.config_file).resolve() != path.resolve():
-        raise Incorrect(
-            f"`practice_config` came from {config.config_file or '~/.databrickscfg'}, not from "
+        raise Incorrect(_(
+            "`practice_config` came from {source}, not from "
             "`practice_file`: pass `config_file=practice_file`, so that your real "
             "~/.databrickscfg stays out of the exercise."
-        )
+        ).format(source=config.config_file or "~/.databrickscfg"))
     try:  # the file as it is now (there, private), read again the same way
         now = remote.read_databricks_config(profile=PRACTICE_PROFILE, config_file=path)
     except CourseError as problem:
-        raise Incorrect(f"Reading your file again fails: {problem}") from None
+        raise Incorrect(_("Reading your file again fails: {problem}").format(problem=problem)) from None
     for name, wanted in (("host", host), ("token", token)):
         if getattr(now, name) == wanted:
             continue
         variable = f"DATABRICKS_{name.upper()}"
         because = (
-            f" {variable} is set in this kernel, and databricks-sdk takes a variable over the "
-            f"profile's line: unset it for this exercise (`del os.environ[\"{variable}\"]`)."
-            if os.environ.get(variable) else f" Write `{name} = ` and `practice_{name}`."
+            _(" {variable} is set in this kernel, and databricks-sdk takes a variable over the "
+              "profile's line: unset it for this exercise (`del os.environ[\"{variable}\"]`)."
+              ).format(variable=variable)
+            if os.environ.get(variable) else _(" Write `{name} = ` and `practice_{name}`.").format(name=name)
         )
-        raise Incorrect(f"The {name} read back is not `practice_{name}` (neither is shown).{because}")
-    return (
-        f"profile [{PRACTICE_PROFILE}] of your file, readable by you only, read back through "
-        f"databricks-sdk: host {now.host}, token ***. Its tracking URI would be "
-        f"databricks://{now.profile}."
-    )
+        raise Incorrect(_("The {name} read back is not `practice_{name}` (neither is shown).").format(
+            name=name) + because)
+    return _(
+        "profile [{profile}] of your file, readable by you only, read back through "
+        "databricks-sdk: host {host}, token ***. Its tracking URI would be "
+        "databricks://{uri_profile}."
+    ).format(profile=PRACTICE_PROFILE, host=now.host, uri_profile=now.profile)
 
 
 q1 = Exercise(
     key="02.1",
-    title="A Databricks profile of your own",
+    title=N_("A Databricks profile of your own"),
     answers=("practice_config",),
     check=_check_practice_profile,
-    hint=(
+    hint=N_(
         "A profile is an INI section: a `[practice]` line, then `host = ...` and `token = ...`. "
         "`practice_file.write_text(...)` writes it (make its folder first with "
         "`practice_file.parent.mkdir(exist_ok=True)`), `practice_file.chmod(0o600)` makes it "
@@ -124,63 +129,78 @@ def _check_student_may_log(answers, namespace) -> str:
     student_run = answers["student_run"]
     server, experiment_id = namespace["team_server"], str(namespace["experiment_id"])
     if not server.is_running:
-        raise Incorrect(
+        raise Incorrect(_(
             "The team server is not running any more: run the notebook's cells from "
             "\"Start it\" on again, then the exercise."
-        )
+        ))
     auth = namespace.get("auth") or remote.prepare_basic_auth()
     granted = explicit_permissions(server.url, auth, STUDENT)
     if granted is None:
-        raise Incorrect(
-            f"There is no user {STUDENT!r} on the team server: run the cell under \"One user\" "
+        raise Incorrect(_(
+            "There is no user {student!r} on the team server: run the cell under \"One user\" "
             "again, then the exercise."
-        )
+        ).format(student=STUDENT))
     permission = granted.get(experiment_id)
     if permission is None:
-        raise Incorrect(
-            f"{STUDENT!r} has no permission of their own on experiment {experiment_id}, so the "
+        raise Incorrect(_(
+            "{student!r} has no permission of their own on experiment {experiment_id}, so the "
             "server's `default_permission` (READ) applies and a write is refused. As the admin: "
             "`admin_client.grant_user_permission(\"student\", \"experiment\", experiment_id, \"EDIT\")`."
-        )
+        ).format(student=STUDENT, experiment_id=experiment_id))
     if permission == "READ":
-        raise Incorrect(
-            f"{STUDENT!r} has READ on experiment {experiment_id}: READ lets a user look, not log, so "
+        raise Incorrect(_(
+            "{student!r} has READ on experiment {experiment_id}: READ lets a user look, not log, so "
             "their run is refused with 403. Run the cell under \"One user\" again (it makes the "
             "user afresh, without grants), then the exercise with \"EDIT\"."
-        )
+        ).format(student=STUDENT, experiment_id=experiment_id))
     if permission == "MANAGE":
-        raise Incorrect(
-            f"{STUDENT!r} has MANAGE on experiment {experiment_id}: that also lets them delete it and "
+        raise Incorrect(_(
+            "{student!r} has MANAGE on experiment {experiment_id}: that also lets them delete it and "
             "grant others. Logging runs needs EDIT, and no more: run the cell under \"One user\" "
             "again, then the exercise with \"EDIT\"."
-        )
+        ).format(student=STUDENT, experiment_id=experiment_id))
     if permission != "EDIT":
-        raise Incorrect(
-            f"{STUDENT!r} has {permission} on experiment {experiment_id}, which does not let them log "
+        raise Incorrect(_(
+            "{student!r} has {permission} on experiment {experiment_id}, which does not let them log "
             "runs. Run the cell under \"One user\" again, then the exercise with \"EDIT\"."
-        )
+        ).format(student=STUDENT, permission=permission, experiment_id=experiment_id))
     # Basic auth records no run's author: the login in effect now is the learner's state.
     if os.environ.get("MLFLOW_TRACKING_USERNAME") != STUDENT:
-        raise Incorrect(
-            f"The login in effect is {os.environ.get('MLFLOW_TRACKING_USERNAME')!r}, not {STUDENT!r}: "
+        raise Incorrect(_(
+            "The login in effect is {login!r}, not {student!r}: "
             "after the grant, log in as student (set `MLFLOW_TRACKING_USERNAME` and "
             "`MLFLOW_TRACKING_PASSWORD` to the student's login), then log the run."
-        )
+        ).format(login=os.environ.get("MLFLOW_TRACKING_USERNAME"), student=STUDENT))
     info = getattr(student_run, "info", None)
     if info is None:
-        raise Incorrect(
-            f"`student_run` holds {type(student_run).__name__}, not a run. Log in as student (the two "
+        raise Incorrect(_(
+            "`student_run` holds {kind}, not a run. Log in as student (the two "
             "variables), then `with mlflow.start_run(experiment_id=experiment_id) as student_run:`."
-        )
+        ).format(kind=type(student_run).__name__))
     if str(info.experiment_id) != experiment_id:
-        raise Incorrect(
-            f"`student_run` is in experiment {info.experiment_id}, not in course-02-team "
-            f"({experiment_id}): pass `experiment_id=experiment_id` to `mlflow.start_run`."
-        )
-    return (
-        f"{STUDENT!r} has EDIT on experiment {experiment_id} and logged run {info.run_id} there: "
+        raise Incorrect(_(
+            "`student_run` is in experiment {run_experiment_id}, not in course-02-team "
+            "({experiment_id}): pass `experiment_id=experiment_id` to `mlflow.start_run`."
+        ).format(run_experiment_id=info.experiment_id, experiment_id=experiment_id))
+    import mlflow
+
+    status = mlflow.MlflowClient(tracking_uri=server.url).get_run(info.run_id).info.status
+    if status == "RUNNING":
+        active = mlflow.active_run()
+        end_it = (_("Call `mlflow.end_run()` now, still as student") if active is not None
+                  and active.info.run_id == info.run_id else _(
+                      "End it as student with `mlflow.MlflowClient().set_terminated({run_id!r})`"
+                  ).format(run_id=info.run_id))
+        raise Incorrect(_(
+            "The run {run_id} was logged but never ended: it stays RUNNING on the server, "
+            "as if its training were still going (notebook 06, *A run stuck in RUNNING*). {end_it}; "
+            "next time write `with mlflow.start_run(experiment_id=experiment_id) as student_run:`, "
+            "which ends the run after the block."
+        ).format(run_id=info.run_id, end_it=end_it))
+    return _(
+        "{student!r} has EDIT on experiment {experiment_id} and logged run {run_id} there: "
         "EDIT lets a user log runs, not delete the experiment or grant others."
-    )
+    ).format(student=STUDENT, experiment_id=experiment_id, run_id=info.run_id)
 
 
 _SOLUTION = """\
@@ -199,10 +219,10 @@ except MlflowException as error:
 
 q2 = Exercise(
     key="02.2",
-    title="Let the student log runs",
+    title=N_("Let the student log runs"),
     answers=("student_run",),
     check=_check_student_may_log,
-    hint=(
+    hint=N_(
         "Two steps, each under its own login. As the admin (set the two variables to "
         "`auth.admin_username` and `auth.admin_password`): "
         "`admin_client.grant_user_permission(\"student\", \"experiment\", experiment_id, PERMISSION)` "

@@ -4,6 +4,9 @@ training loop the learner instruments with MLflow."""
 from __future__ import annotations
 
 from utils.exercises import Exercise, Incorrect, find_run, tracking_client
+from utils.i18n import N_
+from utils.i18n import gettext as _
+from utils.training import RUN_PARAMETERS
 
 
 # -- 03.1 a note on the run -------------------------------------------------------------
@@ -20,58 +23,67 @@ def _check_note(answers: dict, namespace: dict) -> str:
     trained = namespace.get("run")
     params = namespace.get("params")
     if trained is None or params is None:
-        raise Incorrect("The notebook's `run` and `params` are not defined: run the notebook's "
-                        "cells from the top first, then the exercise.")
+        raise Incorrect(_("The notebook's `run` and `params` are not defined: run the notebook's "
+                          "cells from the top first, then the exercise."))
     noted = find_run(answers["noted_run_id"], "`noted_run_id`")
     run_id = trained.info.run_id
     wanted = params.train_size * params.max_epochs
     if noted.info.run_id != run_id:
-        raise Incorrect(f"`noted_run_id` is the run {noted.info.run_name!r} ({noted.info.run_id}), "
-                        f"not the run `run` of this notebook ({run_id}): tag that one.")
+        raise Incorrect(_("`noted_run_id` is the run {run_name!r} ({noted_run_id}), "
+                          "not the run `run` of this notebook ({run_id}): tag that one.").format(
+            run_name=noted.info.run_name, noted_run_id=noted.info.run_id, run_id=run_id))
     active = mlflow.active_run()
     if active is not None and active.info.run_id == run_id:
-        raise Incorrect("Your run is active again and stays RUNNING: `mlflow.start_run(run_id=...)` "
-                        "reopened it and nothing ended it, so the notebook's next runs cannot start. "
-                        "Call `mlflow.end_run()` now; next time write `with mlflow.start_run(run_id=...):`, "
-                        "which ends the run after the block.")
+        raise Incorrect(_("Your run is active again and stays RUNNING: `mlflow.start_run(run_id=...)` "
+                          "reopened it and nothing ended it, so the notebook's next runs cannot start. "
+                          "Call `mlflow.end_run()` now; next time write `with mlflow.start_run(run_id=...):`, "
+                          "which ends the run after the block."))
     record = noted.data
     if "note" not in record.tags:
         strays = _stray_runs(trained.info.experiment_id, trained.info.start_time, run_id)
         stray_text = ""
         if strays:
-            stray_text = (f" Your tag went to another run, {strays[0].info.run_id}: outside a "
-                          "`with mlflow.start_run(run_id=...)` block, `mlflow.set_tag` started a "
-                          "new run and tagged that one.")
+            stray_text = _(" Your tag went to another run, {stray_run_id}: outside a "
+                           "`with mlflow.start_run(run_id=...)` block, `mlflow.set_tag` started a "
+                           "new run and tagged that one.").format(stray_run_id=strays[0].info.run_id)
             active = mlflow.active_run()
             if active is not None and active.info.run_id in {r.info.run_id for r in strays}:
                 mlflow.end_run()  # so that the notebook's next cells are not logged into it
-                stray_text += " (The check ended that stray run, which was still active.)"
-        raise Incorrect(f"Your run has no tag `note`.{stray_text} Reopen the run with "
-                        "`with mlflow.start_run(run_id=run.info.run_id):` and call "
-                        "`mlflow.set_tag` inside the block, or use "
-                        "`client.set_tag(run.info.run_id, ...)`.")
+                stray_text += _(" (The check ended that stray run, which was still active.)")
+        raise Incorrect(_("Your run has no tag `note`.{stray_text} Reopen the run with "
+                          "`with mlflow.start_run(run_id=run.info.run_id):` and call "
+                          "`mlflow.set_tag` inside the block, or use "
+                          "`client.set_tag(run.info.run_id, ...)`.").format(stray_text=stray_text))
     if not str(record.tags["note"]).strip():
-        raise Incorrect("Your tag `note` is empty: give it some text of yours.")
+        raise Incorrect(_("Your tag `note` is empty: give it some text of yours."))
     if "reviews_seen" not in record.metrics:
         near = [key for key in record.metrics if "review" in key.lower() or "seen" in key.lower()]
-        named = f" (there is {', '.join(f'`{k}`' for k in near)}: the name must be exactly `reviews_seen`)" if near else ""
-        raise Incorrect(f"The tag is there, but the run has no metric `reviews_seen`{named}. "
-                        "Log it with `mlflow.log_metric` (inside the `with` block) or "
-                        "`client.log_metric(run.info.run_id, ...)`.")
+        if near:
+            raise Incorrect(_("The tag is there, but the run has no metric `reviews_seen` (there is "
+                              "{names}: the name must be exactly `reviews_seen`). Log it with "
+                              "`mlflow.log_metric` (inside the `with` block) or "
+                              "`client.log_metric(run.info.run_id, ...)`.").format(
+                names=", ".join(f"`{k}`" for k in near)))
+        raise Incorrect(_("The tag is there, but the run has no metric `reviews_seen`. "
+                          "Log it with `mlflow.log_metric` (inside the `with` block) or "
+                          "`client.log_metric(run.info.run_id, ...)`."))
     if record.metrics["reviews_seen"] != wanted:
-        raise Incorrect(f"`reviews_seen` is {record.metrics['reviews_seen']:g}, but the run trained on "
-                        f"{params.train_size} reviews for {params.max_epochs} epoch(s): {wanted}. "
-                        "Log the new value again: a metric keeps every value, and the latest one counts.")
-    return (f"run {run_id} has the tag note={record.tags['note']!r} and the metric "
-            f"reviews_seen={wanted:g}; a finished run takes more records whenever you reopen it.")
+        raise Incorrect(_("`reviews_seen` is {seen:g}, but the run trained on "
+                          "{train_size} reviews for {max_epochs} epoch(s): {wanted}. "
+                          "Log the new value again: a metric keeps every value, and the latest one "
+                          "counts.").format(seen=record.metrics["reviews_seen"], train_size=params.train_size,
+                                            max_epochs=params.max_epochs, wanted=wanted))
+    return _("run {run_id} has the tag note={note!r} and the metric "
+             "reviews_seen={wanted:g}; a finished run takes more records whenever you reopen it.").format(
+        run_id=run_id, note=record.tags["note"], wanted=wanted)
 
 
 q1 = Exercise(
     key="03.1",
-    title="A note on your run",
+    title=N_("A note on your run"),
     answers=("noted_run_id",),
     check=_check_note,
-    hint=(
+    hint=N_(
         "`mlflow.set_tag(key, value)` and `mlflow.log_metric(key, value)` write to the active "
         "run; `with mlflow.start_run(run_id=run.info.run_id):` makes the finished run active "
         "again for the block. Or write to the run by its id with the client: "
@@ -93,80 +105,90 @@ def _check_comparison(answers: dict, namespace: dict) -> str:
     import pandas as pd
 
     if namespace.get("run") is None:
-        raise Incorrect("The notebook's `run` is not defined: run the notebook's cells from the "
-                        "top first, then the exercise.")
+        raise Incorrect(_("The notebook's `run` is not defined: run the notebook's cells from the "
+                          "top first, then the exercise."))
     trained = tracking_client().get_run(namespace["run"].info.run_id)  # as recorded, with its metrics
     other = find_run(answers["pooler_run_id"], "`pooler_run_id`")
     if other.info.run_id == trained.info.run_id:
-        raise Incorrect("`pooler_run_id` is the notebook's own run `run`: train a second run "
-                        "with `utils.ensure_run(..., pooling=\"pooler\")` and take its id.")
+        raise Incorrect(_("`pooler_run_id` is the notebook's own run `run`: train a second run "
+                          "with `utils.ensure_run(...)` of parameters with pooling=\"pooler\", and take "
+                          "its id."))
     if other.info.experiment_id != trained.info.experiment_id:
-        raise Incorrect(f"Run {other.info.run_id} is in another experiment: pass "
-                        "`experiment_name=params.experiment_name` so that both runs are in one.")
+        raise Incorrect(_("Run {run_id} is in another experiment: keep "
+                          "`params.experiment_name`, so that both runs are in one.").format(
+            run_id=other.info.run_id))
     pooling = other.data.params.get("pooling")
     if pooling != "pooler":
-        raise Incorrect(f"Your new run has pooling={pooling!r}, the same as `run`: it compares "
-                        "nothing. Pass `pooling=\"pooler\"` to `utils.ensure_run`.")
+        raise Incorrect(_("Your new run has pooling={pooling!r}, the same as `run`: it compares "
+                          "nothing. Change it: `dataclasses.replace(params, run_name=\"pooler\", "
+                          "pooling=\"pooler\")`.").format(pooling=pooling))
     if other.info.status != "FINISHED" or "test_accuracy" not in other.data.metrics:
-        raise Incorrect(f"Run {other.info.run_id} is {other.info.status} and has no test_accuracy: "
-                        "let it finish (utils.ensure_run trains and tests it).")
-    sizes = ("train_size", "val_size", "test_size")
-    differ = [size for size in sizes if other.data.params.get(size) != trained.data.params.get(size)]
+        raise Incorrect(_("Run {run_id} is {status} and has no test_accuracy: "
+                          "let it finish (utils.ensure_run trains and tests it).").format(
+            run_id=other.info.run_id, status=other.info.status))
+    differ = [name for name in RUN_PARAMETERS if name != "pooling"
+              and other.data.params.get(name) != trained.data.params.get(name)]
     if differ:
-        shown = ", ".join(f"{size}={other.data.params.get(size)} (`run`: {trained.data.params.get(size)})"
-                          for size in differ)
-        raise Incorrect(f"Your pooler run was trained on other data: {shown}. Then pooling and the "
-                        "size of the data both change, and the comparison cannot tell which one "
-                        "made the difference. Pass `train_size=params.train_size`, "
-                        "`val_size=params.val_size` and `test_size=params.test_size`.")
+        shown = ", ".join(_("{name}={value} (`run`: {run_value})").format(
+            name=name, value=other.data.params.get(name), run_value=trained.data.params.get(name))
+            for name in differ)
+        raise Incorrect(_("Your pooler run differs from `run` in more than pooling: {shown}. Then the "
+                          "comparison cannot tell which change made the difference. Start from the "
+                          "notebook's own parameters: `dataclasses.replace(params, run_name=\"pooler\", "
+                          "pooling=\"pooler\")`.").format(shown=shown))
     table = answers["comparison"]
     if not isinstance(table, pd.DataFrame):
-        raise Incorrect(f"`comparison` should be the DataFrame that `mlflow.search_runs` returns; "
-                        f"it is a {type(table).__name__}.")
+        raise Incorrect(_("`comparison` should be the DataFrame that `mlflow.search_runs` returns; "
+                          "it is a {kind}.").format(kind=type(table).__name__))
     if "run_id" not in table.columns:
-        raise Incorrect("`comparison` has no `run_id` column: take the DataFrame of "
-                        "`mlflow.search_runs(...)` as it comes.")
+        raise Incorrect(_("`comparison` has no `run_id` column: take the DataFrame of "
+                          "`mlflow.search_runs(...)` as it comes."))
     listed = set(table["run_id"])
     wanted = {trained.info.run_id, other.info.run_id}
     if not wanted <= listed:
         missing = ", ".join(sorted(wanted - listed))
-        raise Incorrect(f"`comparison` lacks run(s) {missing}. Filter on both ids: "
-                        "`filter_string=f\"attributes.run_id IN ('{run.info.run_id}', '{pooler_run_id}')\"`.")
+        raise Incorrect(_("`comparison` lacks run(s) {missing}. Filter on both ids: "
+                          "`filter_string=f\"attributes.run_id IN ('{{run.info.run_id}}', "
+                          "'{{pooler_run_id}}')\"`.").format(missing=missing))
     for column in ("params.pooling", "metrics.test_accuracy"):
         if column not in table.columns:
-            raise Incorrect(f"`comparison` has no column {column!r}: ask `mlflow.search_runs` "
-                            "for the runs of the experiment, which gives every parameter and metric.")
+            raise Incorrect(_("`comparison` has no column {column!r}: ask `mlflow.search_runs` "
+                              "for the runs of the experiment, which gives every parameter and "
+                              "metric.").format(column=column))
     mean = trained.data.metrics.get("test_accuracy", float("nan"))
     pooler = other.data.metrics["test_accuracy"]
-    better = "the average of the token vectors" if mean >= pooler else "the pooler output, this time"
-    return (f"test accuracy {trained.data.params.get('pooling')!r} {mean:.3f} against 'pooler' "
-            f"{pooler:.3f}: {better} wins.")
+    if mean >= pooler:
+        won = _("test accuracy {pooling!r} {mean:.3f} against 'pooler' {pooler:.3f}: the average of "
+                "the token vectors wins.")
+    else:
+        won = _("test accuracy {pooling!r} {mean:.3f} against 'pooler' {pooler:.3f}: the pooler "
+                "output, this time wins.")
+    return won.format(pooling=trained.data.params.get("pooling"), mean=mean, pooler=pooler)
 
 
 q2 = Exercise(
     key="03.2",
-    title="Pooling, compared",
+    title=N_("Pooling, compared"),
     answers=("pooler_run_id", "comparison"),
     check=_check_comparison,
-    hint=(
-        "`utils.ensure_run(experiment_name=params.experiment_name, run_name=\"pooler\", "
-        "pooling=\"pooler\", train_size=params.train_size, val_size=params.val_size, "
-        "test_size=params.test_size)` returns the id of the new run. `mlflow.search_runs(experiment_names=[params.experiment_name], "
-        "filter_string=...)` returns a DataFrame with a row per run and columns `params.*` and "
-        "`metrics.*`."
+    hint=N_(
+        "`utils.ensure_run(dataclasses.replace(params, run_name=\"pooler\", pooling=\"pooler\"))` "
+        "returns the id of the new run (`import dataclasses` first). "
+        "`mlflow.search_runs(experiment_names=[params.experiment_name], filter_string=...)` returns "
+        "a DataFrame with a row per run and columns `params.*` and `metrics.*`."
     ),
     solution='''\
-pooler_run_id = utils.ensure_run(
-    experiment_name=params.experiment_name, run_name="pooler", pooling="pooler",
-    train_size=params.train_size, val_size=params.val_size, test_size=params.test_size)
+import dataclasses
+
+pooler_run_id = utils.ensure_run(dataclasses.replace(params, run_name="pooler", pooling="pooler"))
 comparison = mlflow.search_runs(
     experiment_names=[params.experiment_name],
     filter_string=f"attributes.run_id IN ('{run.info.run_id}', '{pooler_run_id}')")
 comparison[["tags.mlflow.runName", "params.pooling", "metrics.test_accuracy"]]''',
     mistake='''\
-pooler_run_id = utils.ensure_run(  # pooling left at its default, "mean"
-    experiment_name=params.experiment_name, run_name="pooler",
-    train_size=params.train_size, val_size=params.val_size, test_size=params.test_size)
+import dataclasses
+
+pooler_run_id = utils.ensure_run(dataclasses.replace(params, run_name="pooler"))  # pooling left as it was
 comparison = mlflow.search_runs(
     experiment_names=[params.experiment_name],
     filter_string=f"attributes.run_id IN ('{run.info.run_id}', '{pooler_run_id}')")''',
@@ -180,50 +202,61 @@ def _check_tiny_loop(answers: dict, namespace: dict) -> str:
     tiny = find_run(answers["tiny_run_id"], "`tiny_run_id`")
     client = tracking_client()
     run_id = tiny.info.run_id
+    experiment = namespace.get("experiment")
+    if experiment is not None and tiny.info.experiment_id != experiment.experiment_id:
+        other = client.get_experiment(tiny.info.experiment_id).name
+        raise Incorrect(_("Run {run_id} is in the experiment {other!r}, not in this notebook's "
+                          "{experiment!r}: record the loop as a run of its own there. Call "
+                          "`mlflow.set_experiment(params.experiment_name)` before the `with` block, or "
+                          "pass `experiment_id=experiment.experiment_id` to `mlflow.start_run`.").format(
+            run_id=run_id, other=other, experiment=experiment.name))
     if tiny.info.status == "RUNNING":
-        raise Incorrect(f"Run {run_id} is still RUNNING: the training was not inside a "
-                        "`with mlflow.start_run(...)` block, which ends the run after it "
-                        "(or `mlflow.end_run()` was never called).")
+        raise Incorrect(_("Run {run_id} is still RUNNING: the training was not inside a "
+                          "`with mlflow.start_run` block, which ends the run after it "
+                          "(or `mlflow.end_run()` was never called).").format(run_id=run_id))
     if not tiny.data.params:
-        raise Incorrect("The run has no parameters: call `mlflow.log_params({...})` with the "
-                        "learning rate and the number of steps, inside the `with` block.")
+        raise Incorrect(_("The run has no parameters: call `mlflow.log_params({...})` with the "
+                          "learning rate and the number of steps, inside the `with` block."))
     histories = {key: client.get_metric_history(run_id, key) for key in tiny.data.metrics
                  if not key.startswith("system/")}
     if not histories:
-        raise Incorrect("The run has no metric: call `mlflow.log_metric(\"train_loss\", loss.item(), "
-                        "step=step)` in the loop.")
+        raise Incorrect(_("The run has no metric: call `mlflow.log_metric(\"train_loss\", loss.item(), "
+                          "step=step)` in the loop."))
     key, history = max(histories.items(), key=lambda item: len(item[1]))
     if len(history) < 2:
-        raise Incorrect(f"The metric `{key}` has a single value: log it at every step of the loop, "
-                        "not once after it.")
+        raise Incorrect(_("The metric `{key}` has a single value: log it at every step of the loop, "
+                          "not once after it.").format(key=key))
     if len({m.step for m in history}) == 1:
-        raise Incorrect(f"The metric `{key}` has {len(history)} values, all at step "
-                        f"{history[0].step}: without `step=step`, MLflow records each value at "
-                        "step 0 and the UI cannot draw a curve. Pass `step=step` to `log_metric`.")
+        raise Incorrect(_("The metric `{key}` has {count} values, all at step "
+                          "{step}: without `step=step`, MLflow records each value at "
+                          "step 0 and the UI cannot draw a curve. Pass `step=step` to `log_metric`.").format(
+            key=key, count=len(history), step=history[0].step))
     outputs = tiny.outputs.model_outputs if tiny.outputs else []
     if not outputs:
         stray = mlflow.last_logged_model()
         outside = stray is not None and not stray.source_run_id
-        raise Incorrect("The run logged no model." + (
-            " A model was logged outside any run (its `source_run_id` is empty): call "
-            "`mlflow.pytorch.log_model` inside the `with mlflow.start_run(...)` block."
-            if outside else " Call `mlflow.pytorch.log_model(tiny_model, name=\"model\", ...)` "
-            "inside the `with mlflow.start_run(...)` block."))
+        if outside:
+            raise Incorrect(_("The run logged no model. A model was logged outside any run (its "
+                              "`source_run_id` is empty): call `mlflow.pytorch.log_model` inside the "
+                              "`with mlflow.start_run` block."))
+        raise Incorrect(_("The run logged no model. Call `mlflow.pytorch.log_model(tiny_model, "
+                          "name=\"model\", ...)` inside the `with mlflow.start_run` block."))
     info = mlflow.models.get_model_info(f"models:/{outputs[0].model_id}")
     if "pytorch" not in info.flavors:
-        raise Incorrect(f"The run's model has the flavors {', '.join(info.flavors)}, not `pytorch`: "
-                        "log it with `mlflow.pytorch.log_model`.")
+        raise Incorrect(_("The run's model has the flavors {flavors}, not `pytorch`: "
+                          "log it with `mlflow.pytorch.log_model`.").format(flavors=", ".join(info.flavors)))
     if info.signature is None:
-        raise Incorrect("The model has no signature, so MLflow cannot say what goes in and out "
-                        "(and a model server cannot check a request). Pass `signature=` "
-                        "(`mlflow.models.infer_signature(inputs, outputs)`) or an `input_example=`.")
+        raise Incorrect(_("The model has no signature, so MLflow cannot say what goes in and out "
+                          "(and a model server cannot check a request). Pass `signature=` "
+                          "(`mlflow.models.infer_signature(inputs, outputs)`) or an `input_example=`."))
     if not info.saved_input_example_info:
-        raise Incorrect("The model has a signature but no input example: pass `input_example=` "
-                        "(a few rows of the features, as a numpy array).")
+        raise Incorrect(_("The model has a signature but no input example: pass `input_example=` "
+                          "(a few rows of the features, as a numpy array)."))
     losses = [m.value for m in sorted(history, key=lambda m: m.step)]
-    return (f"run {run_id}: {len(tiny.data.params)} parameter(s), `{key}` at {len(history)} steps "
-            f"({losses[0]:.3f} -> {losses[-1]:.3f}), and a PyTorch model with its signature and "
-            "input example.")
+    return _("run {run_id}: {count} parameter(s), `{key}` at {steps} steps "
+             "({first:.3f} -> {last:.3f}), and a PyTorch model with its signature and "
+             "input example.").format(run_id=run_id, count=len(tiny.data.params), key=key,
+                                      steps=len(history), first=losses[0], last=losses[-1])
 
 
 _TINY_LOOP = '''\
@@ -246,10 +279,10 @@ tiny_run_id = tiny_run.info.run_id'''
 
 q3 = Exercise(
     key="03.3",
-    title="Instrument a training loop yourself",
+    title=N_("Instrument a training loop yourself"),
     answers=("tiny_run_id",),
     check=_check_tiny_loop,
-    hint=(
+    hint=N_(
         "Put the whole loop inside `with mlflow.start_run(run_name=\"tiny_loop\") as tiny_run:`. "
         "In it: `mlflow.log_params({...})` first, `mlflow.log_metric(\"train_loss\", loss.item(), "
         "step=step)` in the loop, and after it `mlflow.pytorch.log_model(tiny_model, name=\"model\", "

@@ -4,6 +4,8 @@ the learner's own recorded as child runs of a new parent."""
 from __future__ import annotations
 
 from utils.exercises import Exercise, Incorrect, find_run, tracking_client
+from utils.i18n import N_
+from utils.i18n import gettext as _
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -17,8 +19,8 @@ def _search(namespace) -> tuple[str, str]:
     """The notebook's experiment id and the search's parent run id."""
     experiment, parent_id = namespace.get("experiment"), namespace.get("parent_run_id")
     if experiment is None or not isinstance(parent_id, str):
-        raise Incorrect("The notebook's `experiment` and `parent_run_id` are not defined: run the "
-                        "notebook's cells from the top first (the search), then the exercise.")
+        raise Incorrect(_("The notebook's `experiment` and `parent_run_id` are not defined: run the "
+                          "notebook's cells from the top first (the search), then the exercise."))
     return experiment.experiment_id, parent_id
 
 
@@ -29,53 +31,68 @@ def _check_best_child(answers: dict, namespace: dict) -> str:
     experiment_id, parent_id = _search(namespace)
     table = answers["best_child"]
     if not isinstance(table, pd.DataFrame):
-        raise Incorrect(f"`best_child` should be the DataFrame that `mlflow.search_runs` returns; "
-                        f"it is a {type(table).__name__}.")
+        raise Incorrect(_("`best_child` should be the DataFrame that `mlflow.search_runs` returns; "
+                          "it is a {kind}.").format(kind=type(table).__name__))
     if "run_id" not in table.columns or table.empty:
-        raise Incorrect("`best_child` has no run: take the DataFrame of `mlflow.search_runs(...)` "
-                        "as it comes, with the filter on the parent.")
+        raise Incorrect(_("`best_child` has no run: take the DataFrame of `mlflow.search_runs(...)` "
+                          "as it comes, with the filter on the parent."))
     if len(table) != 1:
-        raise Incorrect(f"`best_child` has {len(table)} rows: pass `max_results=1`, so that the "
-                        "store returns the best run only.")
-    values = {run.info.run_id: run.data.metrics["value"] for run in _children(experiment_id, parent_id)
-              if "value" in run.data.metrics}
+        raise Incorrect(_("`best_child` has {rows} rows: pass `max_results=1`, so that the "
+                          "store returns the best run only.").format(rows=len(table)))
+    children = _children(experiment_id, parent_id)
+    values = {run.info.run_id: run.data.metrics["value"] for run in children
+              if "value" in run.data.metrics and run.info.status == "FINISHED"}
     if not values:
-        raise Incorrect(f"The parent {parent_id} has no finished child run: run the search first.")
+        raise Incorrect(_("The parent {parent_id} has no finished child run: run the search first.")
+                        .format(parent_id=parent_id))
     run_id = table["run_id"].iloc[0]
+    pruned = {run.info.run_id for run in children if run.info.status == "KILLED"}
+    if run_id in pruned:
+        raise Incorrect(_("`best_child` is a pruned trial (status KILLED): its value is the last accuracy "
+                          "it reported before the pruner stopped it, not the result of a whole training. "
+                          "Keep to the finished trials: add `attributes.status = 'FINISHED'` to the filter."))
     if run_id not in values:
         parent = tracking_client().get_run(run_id).data.tags.get(PARENT_TAG)
-        whose = ("a run without a parent" if parent is None else
-                 f"a child of another parent ({parent})")
-        raise Incorrect(f"`best_child` is {whose}, not a child of `parent_run_id`: the experiment "
-                        "holds other searches too. Filter on the parent: "
-                        "`filter_string=f\"tags.mlflow.parentRunId = '{parent_run_id}'\"`.")
+        message = (_("`best_child` is a run without a parent, not a child of `parent_run_id`: the "
+                     "experiment holds other searches too. Filter on the parent: "
+                     "`filter_string=f\"tags.mlflow.parentRunId = '{{parent_run_id}}'\"`.")
+                   if parent is None else
+                   _("`best_child` is a child of another parent ({parent}), not a child of "
+                     "`parent_run_id`: the experiment holds other searches too. Filter on the parent: "
+                     "`filter_string=f\"tags.mlflow.parentRunId = '{{parent_run_id}}'\"`."))
+        raise Incorrect(message.format(parent=parent))
     best, worst = max(values.values()), min(values.values())
     if values[run_id] < best:
-        direction = " (the worst one)" if values[run_id] == worst else ""
-        raise Incorrect(f"`best_child` has the value {values[run_id]:.3f}{direction}, the best child "
-                        f"has {best:.3f}. The study maximizes the validation accuracy: order by "
-                        "`metrics.value DESC`, the highest first; ASC puts the lowest first.")
-    return (f"trial {table['tags.numbers'].iloc[0] if 'tags.numbers' in table else '?'} with the "
-            f"value {best:.3f}, the best of {len(values)} children, from one query.")
+        message = (_("`best_child` has the value {value:.3f} (the worst one), the best child has "
+                     "{best:.3f}. The study maximizes the validation accuracy: order by "
+                     "`metrics.value DESC`, the highest first; ASC puts the lowest first.")
+                   if values[run_id] == worst else
+                   _("`best_child` has the value {value:.3f}, the best child has {best:.3f}. The study "
+                     "maximizes the validation accuracy: order by `metrics.value DESC`, the highest "
+                     "first; ASC puts the lowest first."))
+        raise Incorrect(message.format(value=values[run_id], best=best))
+    return _("trial {trial} with the value {best:.3f}, the best of {count} children, from one query.").format(
+        trial=table["tags.numbers"].iloc[0] if "tags.numbers" in table else "?", best=best,
+        count=len(values))
 
 
 _BEST_CHILD = '''\
 best_child = mlflow.search_runs(
     experiment_ids=[experiment.experiment_id],
-    filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+    filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'",
     order_by=["metrics.value DESC"], max_results=1)
-best_child[["run_id", "tags.numbers", "metrics.value", "params.learning_rate", "params.batch_size"]]'''
+best_child[["run_id", "tags.numbers", "metrics.value", "params.learning_rate"]]'''
 
 q1 = Exercise(
     key="07.1",
-    title="The best child, in one query",
+    title=N_("The best child, in one query"),
     answers=("best_child",),
     check=_check_best_child,
-    hint=(
+    hint=N_(
         "`mlflow.search_runs(experiment_ids=[experiment.experiment_id], filter_string=..., "
-        "order_by=[...], max_results=1)`. The filter is the one of *Parent and child runs*; "
-        "Optuna's value is the metric `value`, and `\"metrics.value DESC\"` orders from the "
-        "highest."
+        "order_by=[...], max_results=1)`. The filter is the one of *Parent and child runs*, "
+        "`and attributes.status = 'FINISHED'`; Optuna's value is the metric `value`, and "
+        "`\"metrics.value DESC\"` orders from the highest."
     ),
     solution=_BEST_CHILD,
     # The typical mistake: the best by the wrong direction.
@@ -89,8 +106,9 @@ def _check_own_search(answers: dict, namespace: dict) -> str:
     parent_id = parent.info.run_id
     experiment_id = parent.info.experiment_id
     if parent.data.tags.get(PARENT_TAG):
-        raise Incorrect(f"Run {parent_id} is itself a child run (of {parent.data.tags[PARENT_TAG]}): "
-                        "`own_parent_id` should be the new parent, started without `nested=True`.")
+        raise Incorrect(_("Run {run_id} is itself a child run (of {parent_id}): `own_parent_id` "
+                          "should be the new parent, started without `nested=True`.")
+                        .format(run_id=parent_id, parent_id=parent.data.tags[PARENT_TAG]))
     children = _children(experiment_id, parent_id)
     if not children:
         flat = tracking_client().search_runs(
@@ -99,60 +117,69 @@ def _check_own_search(answers: dict, namespace: dict) -> str:
         flat = [run for run in flat if run.info.run_id != parent_id
                 and PARENT_TAG not in run.data.tags and "max_length" in run.data.params]
         if flat:
-            raise Incorrect(
-                f"The parent {parent.info.run_name!r} has no child run, and {len(flat)} run(s) "
+            raise Incorrect(_(
+                "The parent {name!r} has no child run, and {count} run(s) "
                 "with a max_length started after it have no parent: they are flat runs. "
                 "`nested=True` makes a child of the run that is active at that moment; start "
                 "the children before the parent ends (before `mlflow.end_run()`, or inside its "
-                "`with` block).")
-        raise Incorrect(f"The parent {parent.info.run_name!r} has no child run: start one per "
-                        "max_length with `mlflow.start_run(run_name=..., nested=True)` while the "
-                        "parent is active.")
+                "`with` block).").format(name=parent.info.run_name, count=len(flat)))
+        raise Incorrect(_("The parent {name!r} has no child run: start one per "
+                          "max_length with `mlflow.start_run(run_name=..., nested=True)` while the "
+                          "parent is active.").format(name=parent.info.run_name))
     if parent.info.status == "RUNNING":
-        raise Incorrect(f"The parent {parent.info.run_name!r} is still RUNNING: end it with "
-                        "`mlflow.end_run()` after the children.")
+        raise Incorrect(_("The parent {name!r} is still RUNNING: end it with "
+                          "`mlflow.end_run()` after the children.").format(name=parent.info.run_name))
     unfinished = [run.info.run_name for run in children if run.info.status != "FINISHED"]
     if unfinished:
-        raise Incorrect(f"Child run(s) {', '.join(unfinished)} did not finish: each child's "
-                        "`with mlflow.start_run(..., nested=True)` block should hold a whole training.")
-    lengths = {run.data.params.get("max_length") for run in children}
-    if len(children) < 2 or len(lengths - {None}) < 2:
-        raise Incorrect(f"The parent has {len(children)} child run(s) with max_length "
-                        f"{', '.join(sorted(str(v) for v in lengths))}: a search needs at least two "
-                        "values. Train one child for 32 and one for 128.")
+        raise Incorrect(_("Child run(s) {names} did not finish: each child's "
+                          "`with mlflow.start_run(..., nested=True)` block should hold a whole training.")
+                        .format(names=", ".join(unfinished)))
     missing = [run.info.run_name for run in children if "val_accuracy" not in run.data.metrics]
     if missing:
-        raise Incorrect(f"Child run(s) {', '.join(missing)} have no val_accuracy: train inside "
-                        "each child with `search.train_and_log(params)`.")
+        raise Incorrect(_("Child run(s) {names} have no val_accuracy: each child should be "
+                          "a training, `search.train(params, nested=True)` inside the parent.")
+                        .format(names=", ".join(missing)))
+    lengths = sorted((run.data.params.get("max_length") or "none" for run in children), key=str)
+    if sorted(lengths) != ["128", "32"]:
+        raise Incorrect(_("The parent's children have max_length {lengths}; the search asks "
+                          "for one child with 32 and one with 128 (`dataclasses.replace(base_params, "
+                          "max_length=length, ...)` for each).").format(lengths=", ".join(lengths)))
     scores = sorted(((run.data.metrics["val_accuracy"], run.data.params["max_length"]) for run in children),
                     reverse=True)
-    return (f"{len(children)} children under {parent.info.run_name!r}; max_length "
-            f"{scores[0][1]} had the best validation accuracy, {scores[0][0]:.3f}.")
+    return _("{count} children under {name!r}; max_length {max_length} had the best validation "
+             "accuracy, {accuracy:.3f}.").format(count=len(children), name=parent.info.run_name,
+                                                 max_length=scores[0][1], accuracy=scores[0][0])
 
 
 _OWN_SEARCH = '''\
-own_parent = mlflow.start_run(run_name="max-length-search")
-for length in (32, 128):
-    with mlflow.start_run(run_name=f"max_length-{length}", nested=True):
-        search.train_and_log(training.validate_parameters(**{**fixed, "max_length": length}))
-mlflow.end_run()
+import dataclasses
+
+with mlflow.start_run(run_name="max-length-search") as own_parent:
+    for length in (32, 128):
+        search.train(dataclasses.replace(base_params, max_length=length, run_name=f"max_length-{length}"),
+                     nested=True)
 own_parent_id = own_parent.info.run_id'''
 
 q2 = Exercise(
     key="07.2",
-    title="A search of your own",
+    title=N_("A search of your own"),
     answers=("own_parent_id",),
     check=_check_own_search,
-    hint=(
-        "`own_parent = mlflow.start_run(run_name=\"max-length-search\")` starts the parent; in a "
-        "loop over (32, 128), `with mlflow.start_run(run_name=..., nested=True):` around "
-        "`search.train_and_log(training.validate_parameters(**{**fixed, \"max_length\": length}))`; "
-        "then `mlflow.end_run()` ends the parent."
+    hint=N_(
+        "`with mlflow.start_run(run_name=\"max-length-search\") as own_parent:` holds the parent "
+        "open; inside it, for each length in (32, 128), `search.train(dataclasses.replace(base_params, "
+        "max_length=length, run_name=f\"max_length-{length}\"), nested=True)` trains a child. Then "
+        "`own_parent_id = own_parent.info.run_id`."
     ),
     solution=_OWN_SEARCH,
     # The typical mistake: the children start after the parent ended, as flat runs.
-    mistake=_OWN_SEARCH.replace(
-        'own_parent = mlflow.start_run(run_name="max-length-search")\n',
-        'own_parent = mlflow.start_run(run_name="max-length-search")\n'
-        'mlflow.end_run()  # the parent ends before its children start\n'),
+    mistake='''\
+import dataclasses
+
+with mlflow.start_run(run_name="max-length-search") as own_parent:
+    pass  # the parent ends here, before its children start
+for length in (32, 128):
+    search.train(dataclasses.replace(base_params, max_length=length, run_name=f"max_length-{length}"),
+                 nested=True)
+own_parent_id = own_parent.info.run_id''',
 )
