@@ -10,6 +10,9 @@ BIN := $(VENV)/bin
 COURSE_OUTPUT ?= build/executed
 # Notebook parameters for `make course`, e.g. COURSE_PARAMS=tools/params/ci.yml (tiny sizes).
 COURSE_PARAMS ?=
+# The edition `make course` and `make lab` open: en, or zh_CN for notebooks/zh/ (中文版).
+COURSE_LANGUAGE ?= en
+NOTEBOOKS := notebooks$(if $(filter zh_CN,$(COURSE_LANGUAGE)),/zh)
 export COURSE_OUTPUT COURSE_PARAMS
 # Test workers (pytest-xdist; conftest.py groups the tests): 2 suits 2 cores and ~1.5 GB each.
 TEST_WORKERS ?= 2
@@ -33,8 +36,8 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 setup: $(BIN)/.installed ## make .venv with the pinned environment and the utils package
 	@echo "environment ready: $(VENV) ($$($(BIN)/python -c 'import mlflow; print("mlflow", mlflow.__version__)'))"
 
-course: setup ## execute every notebook in order on the default store into $(COURSE_OUTPUT)
-	$(BIN)/python -m tools.batch run --output "$(COURSE_OUTPUT)" $(if $(COURSE_PARAMS),--params "$(COURSE_PARAMS)")
+course: setup ## execute every notebook in order on the default store into $(COURSE_OUTPUT) (COURSE_LANGUAGE=zh_CN: 中文版)
+	$(BIN)/python -m tools.batch run --notebooks-dir $(NOTEBOOKS) --output "$(COURSE_OUTPUT)" $(if $(COURSE_PARAMS),--params "$(COURSE_PARAMS)")
 
 test: setup ## the unit tests, and every notebook once under nbval (under 5 min on 2 cores)
 	$(BIN)/python -m pytest -m "not full" $(PYTEST_WORKERS)
@@ -49,8 +52,8 @@ test-latest: setup ## run every notebook against the newest MLflow 3 release (ne
 	$(BIN)/python -m tools.latest
 
 # As root, JupyterLab refuses to start without --allow-root (containers, many cloud machines).
-lab: setup ## open the course in JupyterLab
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/01_local_setup.ipynb
+lab: setup ## open the course in JupyterLab (COURSE_LANGUAGE=zh_CN: the Chinese edition, 中文版)
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOKS)/01_local_setup.ipynb
 
 bench: setup bench-memory ## time, accuracy and memory of the course (about 20 min on 2 cores)
 	$(BIN)/python tools/benchmarks/training.py

@@ -4,7 +4,8 @@
 # downloads a browser or a driver of its own.
 set -euo pipefail
 
-if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+# fonts-noto-cjk: the Chinese notebooks (notebooks/zh/) need a font that draws Chinese.
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && fc-list :lang=zh 2>/dev/null | grep -q .; then
   echo "browser ready: $(/usr/bin/chromedriver --version | cut -d' ' -f1-2)"
   exit 0
 fi
@@ -14,5 +15,5 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 # Fonts named explicitly: without recommended packages Chromium would draw text as boxes.
 $sudo apt-get install -y -qq --no-install-recommends \
-  chromium chromium-driver fonts-liberation fonts-dejavu-core >/dev/null
+  chromium chromium-driver fonts-liberation fonts-dejavu-core fonts-noto-cjk fontconfig >/dev/null
 echo "browser installed: $(/usr/bin/chromedriver --version | cut -d' ' -f1-2)"
