@@ -33,6 +33,10 @@ from tools.pytest_groups import LONGEST_FIRST, group_of
 from utils.training import HEADLESS_ENV
 from utils.workspace import PROCESS_VARIABLES
 
+# The Chinese twins (notebooks/zh/) run the same code: the full tier executes them (their
+# tests say where); nbval of `make test` runs the English notebooks only.
+collect_ignore = ["notebooks/zh"]
+
 _current_notebook = None
 _workspaces: dict[str, str] = {}
 _skipped: list[str] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import json
 import os
 import shutil
 import sqlite3
@@ -11,14 +11,31 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+from filelock import FileLock
 
 from tools import runner
 from tools.runner import execute
 from utils.env import temporary_environment
-from utils.workspace import (ARTIFACT_ROOT_ENV, PROCESS_VARIABLES, TRACKING_URI_ENV, repo_root,
+from utils.tracking import TrackingServer
+from utils.workspace import (ARTIFACT_ROOT_ENV, PROCESS_VARIABLES, TRACKING_URI_ENV, Workspace, repo_root,
                              use_workspace)
 
 NOTEBOOKS = repo_root() / "notebooks"
+# What a reader would have to read past (issue 20), from libraries below MLflow that nobody
+# reading can act on; none of it may reach a notebook's outputs.
+NOISE = [
+    "IProgress not found",            # tqdm without ipywidgets
+    "pkg_resources is deprecated",    # lightning_fabric's import
+    "np.object", "np.bool",           # lightning-flash 0.8.2 and numpy
+    "interpreted in multiple ways",   # MLflow's local dataset source, registered twice
+    "GPU available:", "HPU available",  # Lightning's hardware banner
+    "Runningstage",                   # trainer.test's rich table
+    "Map:",                           # Hugging Face datasets' progress bars
+    "Downloading artifacts",          # MLflow's progress bar for local copies
+    "CloudPickle",                    # pyfunc's warning for a python_model object
+    "\\u001b",                        # ANSI colour codes, as JSON writes them
+]
+MOST_OUTPUTS = 25
 
 
 def executed_course() -> Path:
@@ -34,8 +51,7 @@ def empty_store_template() -> Path:
     folder = Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()) / "mlflow-dl-course-tests"
     folder.mkdir(exist_ok=True)
     template = folder / f"empty-store-mlflow-{mlflow.__version__}.db"
-    with open(folder / ".template.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(folder / ".template.lock"):
         if not template.exists():
             partial = folder / f".{template.name}.{os.getpid()}"
             partial.unlink(missing_ok=True)
@@ -68,14 +84,9 @@ def course_env(workspace: Path | str, base=None, **extra: str) -> dict[str, str]
 
 
 def course_environment(workspace: Path):
-    """``COURSE_WORKSPACE=workspace`` and none of ``PROCESS_VARIABLES`` inside the block.
-
-    ``use_workspace`` (through ``mlflow.set_tracking_uri``) exports variables that later
-    tests and their notebook kernels would otherwise inherit; all are put back after.
-    """
-    return temporary_environment(
-        COURSE_WORKSPACE=str(workspace), **dict.fromkeys(PROCESS_VARIABLES, None)
-    )
+    """``COURSE_WORKSPACE=workspace`` and none of ``PROCESS_VARIABLES`` (which use_workspace
+    exports, and later tests and their kernels would inherit) inside the block."""
+    return temporary_environment(COURSE_WORKSPACE=str(workspace), **dict.fromkeys(PROCESS_VARIABLES, None))
 
 
 @contextlib.contextmanager
@@ -90,32 +101,44 @@ def workspace_store(workspace: Path):
             mlflow.set_tracking_uri(saved_uri)
 
 
-def run_notebook(name: str, output_dir: Path, workspace: Path, **parameters):
-    """Execute ``notebooks/<name>`` in ``workspace``; return the executed notebook.
+def separate_server(path: Path, proxied: bool = False) -> TrackingServer:
+    """A tracking server of its own (its own SQLite store in ``path``), as a team's server
+    would be; ``proxied``: its artifacts go through it (``mlflow-artifacts:/``). Not started."""
+    workspace = Workspace(path)
+    for folder in (workspace.artifacts_dir, workspace.logs_dir):
+        folder.mkdir(parents=True)
+    if not proxied:
+        return TrackingServer(workspace=workspace, port=0)
+    return TrackingServer(workspace=workspace, port=0, default_artifact_root="mlflow-artifacts:/",
+                          extra_args=["--artifacts-destination", str(workspace.artifacts_dir)])
 
-    The kernel records into ``workspace`` only, whatever this process points at. Raises
-    papermill's PapermillExecutionError when a cell fails; the executed copy is kept in
-    ``output_dir`` either way.
-    """
+
+def run_notebook(name: str, output_dir: Path, workspace: Path, **parameters):
+    """Execute ``notebooks/<name>`` in ``workspace`` only, whatever this process points at;
+    return the executed notebook (also kept in ``output_dir``, even when a cell fails)."""
     return execute(NOTEBOOKS / name, output_dir / name, parameters, env=course_env(workspace))
 
 
-def servers_of(workspace) -> list[str]:
-    """Command lines of the MLflow servers (``mlflow server``, or the uvicorn process the
-    course's servers become) that serve ``workspace``: its path is on their command line or
-    in their environment."""
+def servers_of(workspace, models: bool = False) -> list[str]:
+    """Command lines of the running MLflow tracking servers (``mlflow server``, or the uvicorn
+    process the course's servers become) of ``workspace``, or with ``models`` its model servers
+    (``mlflow models serve`` and the scoring server it starts): they run in its folder, or have
+    its path on their command line or in their environment. A zombie, dead and waiting to be
+    reaped, does not count."""
     import psutil
 
+    markers = ("mlflow.pyfunc.scoring_server", "models serve") if models else ("mlflow server", "mlflow.server")
+    names = {str(workspace), str(Path(workspace).resolve())}
     found = []
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.process_iter(["cmdline", "status"]):
         command = " ".join(process.info["cmdline"] or [])
-        if "mlflow server" not in command and "mlflow.server" not in command:
+        if not any(marker in command for marker in markers) or process.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         try:
-            environment = " ".join(process.environ().values())
+            where, environment = process.cwd(), " ".join(process.environ().values())
         except (psutil.AccessDenied, psutil.NoSuchProcess):
-            environment = ""
-        if str(workspace) in command or str(workspace) in environment:
+            where, environment = "", ""
+        if any(where == name or name in command or name in environment for name in names):
             found.append(command)
     return found
 
@@ -141,17 +164,34 @@ def output_text(notebook) -> str:
     return "".join(_text(cell.outputs) for cell in notebook.cells if cell.cell_type == "code")
 
 
-def exercise_verdict_problems(original, executed, found, wrong: bool) -> list[str]:
-    """The checks of an executed solved (``wrong=False``) or wrong copy whose verdict is not
-    the one promised: ``Correct``, or ``Incorrect`` with a message of the exercise's own.
-    ``original`` is the notebook the copy was made from, ``found`` its exercise cells
-    (``tools.exercises.exercise_cells``); cells are matched by id, since papermill inserts
-    a cell for the parameters it was given."""
+def noise_in(cells) -> list[str]:
+    """What a reader would have to read past in the outputs of ``cells`` (a notebook's, from
+    nbformat or JSON): :data:`NOISE`, and cells of more than :data:`MOST_OUTPUTS` outputs."""
+    problems = []
+    for index, cell in enumerate(cells):
+        if cell["cell_type"] == "code":
+            text = json.dumps(cell.get("outputs", []))
+            problems += [f"cell {index} shows {noise!r}" for noise in NOISE if noise in text]
+            if len(cell.get("outputs", [])) > MOST_OUTPUTS:
+                problems.append(f"cell {index} has {len(cell['outputs'])} outputs")
+    return problems
+
+
+def exercise_verdict_problems(source: Path, executed, wrong: bool) -> list[str]:
+    """The checks of an executed solved (``wrong=False``) or wrong copy of the notebook
+    ``source`` whose verdict is not the one promised: ``Correct``, or ``Incorrect`` with a
+    message of the exercise's own. Cells are matched by id, since papermill inserts a cell for
+    the parameters it was given."""
+    import nbformat
+
+    from tools.exercises import exercise_cells
     from utils.exercises import CORRECT, GENERIC_FAILURE, INCORRECT, STATUSES
 
+    original = nbformat.read(source, as_version=4)
+    found = exercise_cells(original, Path(source).name)
     expected = INCORRECT if wrong else CORRECT
     executed_cells = {cell.id: cell for cell in executed.cells}
-    problems = []
+    problems = [] if found else [f"{Path(source).name} has no exercises"]
     for cell in found:
         check = executed_cells[original.cells[cell.check_index].id]
         lines = "".join(out.get("text", "") for out in check.outputs
@@ -159,5 +199,5 @@ def exercise_verdict_problems(original, executed, found, wrong: bool) -> list[st
         verdicts = [line for line in lines if line.startswith(tuple(f"{s}:" for s in STATUSES))]
         verdict = verdicts[0] if len(verdicts) == 1 else f"({len(verdicts)} verdicts) " + " / ".join(lines)
         if not verdict.startswith(f"{expected}: ") or GENERIC_FAILURE in verdict:
-            problems.append(f"exercise {cell.exercise.key}: {verdict}")
+            problems.append(f"{Path(source).name}, exercise {cell.exercise.key}: {verdict}")
     return problems

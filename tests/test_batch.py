@@ -172,28 +172,19 @@ def test_failing_notebook_is_named_with_its_cell_and_kept(tmp_path):
 
 
 @pytest.mark.full
-def test_a_cell_over_the_time_limit_stops_its_notebook(tmp_path):
-    # --timeout is papermill's execution_timeout: a limit per cell.
-    output = tmp_path / "out"
-    result = batch("run", "90", "--notebooks-dir", FIXTURES, "-p", "sleep_seconds", "600",
-                   "--timeout", "60", "--output", output, workspace=tmp_path / "ws")
-    assert result.returncode == 1, result.stdout + result.stderr
-    entry = summary(output)["90_log_a_run.ipynb"]
-    assert entry["status"] == "timeout" and entry["seconds"] < 600
-    assert "ran longer than the time limit of 60 s" in entry["problem"] and "TIMEOUT: 90_log_a_run.ipynb" in result.stdout
-    kept = json.loads((output / "90_log_a_run.ipynb").read_text())
-    assert "done" not in json.dumps(kept["cells"][-1]["outputs"]), "the cells after it must not run"
-
-
-@pytest.mark.full
-def test_a_run_left_open_by_a_stopped_kernel_is_marked_killed(tmp_path):
-    # The kernel is stopped inside the run, so the run never ends by itself.
+def test_a_cell_over_the_time_limit_stops_its_notebook_and_its_open_run_is_marked_killed(tmp_path):
+    # --timeout is papermill's execution_timeout: a limit per cell. The kernel is stopped
+    # inside the run (the cell ignores the interrupt), so the run never ends by itself.
     workspace, output = tmp_path / "ws", tmp_path / "out"
     result = batch("run", "90", "--notebooks-dir", FIXTURES, "-p", "sleep_in_run", "600",
                    "-p", "ignore_interrupt", "True", "--timeout", "60", "--output", output,
                    workspace=workspace)
     assert result.returncode == 1, result.stdout + result.stderr
     entry = summary(output)["90_log_a_run.ipynb"]
+    assert entry["status"] == "timeout" and entry["seconds"] < 600
+    assert "ran longer than the time limit of 60 s" in entry["problem"] and "TIMEOUT: 90_log_a_run.ipynb" in result.stdout
+    kept = json.loads((output / "90_log_a_run.ipynb").read_text())
+    assert "done" not in json.dumps(kept["cells"][-1]["outputs"]), "the cells after it must not run"
     (run_id,) = entry["run_ids"]
     assert entry["killed_runs"] == [run_id]
     assert f"marked KILLED (its kernel was stopped while they ran): {run_id}" in result.stdout

@@ -2,7 +2,6 @@
 Dockerfile and base lock, and, in the full tier, what the pinned repo2docker really renders
 for the course. `.ci/run` runs the whole check (the rebuilt layer, its lab and notebook 01)."""
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -127,15 +126,3 @@ def test_an_environment_yml_in_binder_would_leave_the_course_s_steps(check, tmp_
     other.build.mkdir()
     with pytest.raises(CourseError, match="an environment.yml there"):
         check_steps(course_steps(parse_dockerfile(other.render())))
-
-
-@pytest.mark.full
-def test_no_executed_notebook_of_the_course_prints_iprogress_not_found():
-    # tqdm prints the warning in a kernel without ipywidgets; the lock has it, so every bar
-    # is one widget (one line of text in a headless run). `make test-full` runs the course first.
-    configured = os.environ.get("COURSE_OUTPUT", "").strip()
-    folder = Path(configured) if configured else ROOT / "build" / "executed"
-    notebooks = sorted(folder.glob("*.ipynb"))
-    assert notebooks, f"no executed notebooks in {folder}: run `make course` first"
-    printing = [n.name for n in notebooks if binder_check.IPROGRESS_WARNING in n.read_text(encoding="utf-8")]
-    assert printing == []

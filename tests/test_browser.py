@@ -1,8 +1,9 @@
-"""The course in a real browser: JupyterLab, notebook 01, and the MLflow UI inside the lab.
+"""The course in a real browser: JupyterLab, notebook 01 and its Chinese twin, and the MLflow
+UI inside the lab.
 
 Headless Chromium (Debian's package) opens a real `jupyter lab` under a public-looking
-name, as on Binder: the launcher's MLflow UI tile, notebook 01, then the UI at
-<lab>/mlflow/ before and after a training run. Screenshots go to build/screenshots/browser/.
+name, as on Binder: the launcher's MLflow UI tile, notebook 01 in English and in Chinese
+(drawn with a CJK font), then the UI at <lab>/mlflow/ before and after a training run. Screenshots go to build/screenshots/browser/.
 Needs /usr/bin/chromium and /usr/bin/chromedriver (`.ci/browser.sh` installs them).
 """
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import nbformat
 import pytest
 
 from tools.lab import JupyterLabServer, browser_missing, open_chromium
@@ -124,6 +126,18 @@ def test_the_course_in_jupyterlab_with_the_mlflow_ui(lab, browser, workspace):
     # Its kernel starts; stopping the lab must end it too (see the fixture).
     wait.until(lambda _: any("ipykernel" in c for c in lab.running_commands()))
     _screenshot(browser, "3_notebook_01.png")
+
+    # The Chinese edition: the same notebook in notebooks/zh/, its prose in Chinese, drawn with a
+    # font that has Chinese glyphs (without one, Chromium draws boxes).
+    fonts = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True).stdout
+    assert fonts.strip(), "no font draws Chinese: run .ci/browser.sh (fonts-noto-cjk)"
+    twin = ROOT / "notebooks" / "zh" / "01_local_setup.ipynb"
+    heading = nbformat.read(twin, as_version=4).cells[0].source.splitlines()[0].lstrip("# ").strip()
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in heading), heading
+    browser.get(lab.page("lab/tree/notebooks/zh/01_local_setup.ipynb", host=PUBLIC_HOST))
+    wait.until(EC.visibility_of_element_located(
+        (By.XPATH, f"//*[contains(@class,'jp-RenderedMarkdown')]//h1[contains(normalize-space(.), '{heading}')]")))
+    _screenshot(browser, "3_notebook_01_zh.png")
     lab_checked = time.monotonic() - started
 
     # Notebook 03's run appears in the UI: the experiment, the run, its metrics.

@@ -1,22 +1,22 @@
 """The exercise framework (``utils.exercises``) and its tool (``python -m tools.exercises``).
 
-The tool's tests use the fixture notebook ``tests/fixtures/exercises/92_exercises.ipynb`` and
-its exercises, ``tests/fixtures/exercises/ex92.py``; the last test executes that notebook in a
+The tool's tests use the fixture notebook ``tests/fixtures/exercises/92_exercises.ipynb``, which
+holds notebook 01's two exercises and their checks; the last test executes that notebook in a
 real kernel at its defaults, solved and with the typical mistakes.
 """
 
 from __future__ import annotations
 
-import os
 
 import nbformat
 import pytest
 
+from tests.exercise_checks import EXERCISES
 from tests.notebook_runner import course_env, execute
 from tools.runner import kernel_manager_class
 from tools import exercises as tool
 from utils.exercises import (CORRECT, GENERIC_FAILURE, INCORRECT, NOT_ATTEMPTED, Exercise,
-                             Incorrect, Verdict)
+                             Incorrect, Verdict, ex01)
 from utils.workspace import repo_root
 
 ROOT = repo_root()
@@ -35,12 +35,12 @@ def _exercise(check=_is_three, answers=("x", "y")) -> Exercise:
 
 
 # -- evaluate: the three outcomes -------------------------------------------------------
-@pytest.mark.parametrize("namespace", [{}, {"x": ..., "y": ...}, {"x": ...}], ids=["missing", "dots", "mixed"])
-def test_untouched_answers_are_not_attempted_and_say_what_to_do(namespace):
-    called = []
-    verdict = _exercise(check=lambda a, ns: called.append(a)).evaluate(namespace)
-    assert verdict.status == NOT_ATTEMPTED and called == []
-    for words in ("92.9", "Sides of a triangle", "`...`", "exercise cell above", "ex92.q9.hint()"):
+@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda exercise: exercise.key)
+def test_every_course_exercise_left_untouched_is_not_attempted_before_its_check_runs(exercise):
+    # Its answers `...`, or not defined at all (the exercise cell not run): no store, no server.
+    verdict = exercise.evaluate(dict.fromkeys(exercise.answers[1:], ...))
+    assert verdict.status == NOT_ATTEMPTED
+    for words in (f"exercise {exercise.key}", exercise.title, "`...`", "exercise cell above", f"{exercise.name}.hint()"):
         assert words in verdict.message
 
 
@@ -50,30 +50,23 @@ def test_an_answer_still_dots_is_incorrect_and_named():
     assert "`y` is still `...`" in verdict.message and "`x`" not in verdict.message
 
 
-def test_a_right_answer_is_correct_with_the_checks_explanation():
-    assert _exercise().evaluate({"x": 3, "y": 0}) == Verdict(CORRECT, "a triangle has 3 sides.")
+@pytest.mark.parametrize("x, verdict", [
+    (3, Verdict(CORRECT, "a triangle has 3 sides.")),
+    (4, Verdict(INCORRECT, "`x` should be 3, the number of sides; you set it to 4.")),
+])
+def test_an_answer_gets_the_checks_verdict_and_message(x, verdict):
+    assert _exercise().evaluate({"x": x, "y": 0}) == verdict
 
 
-def test_a_wrong_answer_is_incorrect_with_the_checks_message():
-    verdict = _exercise().evaluate({"x": 4, "y": 0})
-    assert verdict == Verdict(INCORRECT, "`x` should be 3, the number of sides; you set it to 4.")
-
-
-def test_the_check_gets_the_answers_and_the_namespace():
-    seen = []
-    namespace = {"x": 3, "y": 0, "other": "z"}
-    _exercise(check=lambda answers, ns: seen.append((answers, ns)) or "ok").evaluate(namespace)
-    assert seen == [({"x": 3, "y": 0}, namespace)]
-
-
-def test_an_unexpected_error_in_the_check_is_the_generic_incorrect():
+def test_an_unexpected_error_in_the_check_is_the_generic_incorrect_in_one_line(capsys):
     def broken(answers, namespace):
-        raise KeyError("no such run\nsecond line of detail")
+        raise KeyError("the store is locked\nsecond line of detail")
 
     verdict = _exercise(check=broken).evaluate({"x": 3, "y": 0})
-    assert verdict.status == INCORRECT
-    assert verdict.message.startswith(GENERIC_FAILURE)
-    assert "(KeyError: no such run)" in verdict.message and "second line" not in verdict.message
+    assert verdict.status == INCORRECT and verdict.message.startswith(GENERIC_FAILURE)
+    assert "(KeyError: the store is locked)" in verdict.message and "second line" not in verdict.message
+    _run_check(_exercise(check=broken), x=3, y=0)  # check() raises nothing, and prints the line
+    assert capsys.readouterr().out == verdict.line + "\n"
 
 
 def test_a_check_returning_no_text_is_correct_and_a_non_text_is_a_failure():
@@ -82,13 +75,10 @@ def test_a_check_returning_no_text_is_correct_and_a_non_text_is_a_failure():
     assert verdict.status == INCORRECT and verdict.message.startswith(GENERIC_FAILURE)
 
 
-def test_a_verdict_is_one_line_and_has_a_known_status():
+def test_a_verdict_is_one_line_and_an_exercise_needs_answer_names_and_a_check():
     assert Verdict(INCORRECT, "first\n  second").line == "Incorrect: first second"
     with pytest.raises(ValueError):
         Verdict("Wrong", "no such status")
-
-
-def test_an_exercise_needs_answer_names_and_a_check():
     assert _exercise(answers="x").answers == ("x",)
     with pytest.raises(ValueError):
         _exercise(answers=())
@@ -115,16 +105,6 @@ def test_check_prints_one_line_from_the_callers_variables(capsys, variables, sta
     assert out.count("\n") == 1 and out.startswith(f"{status}: ")
 
 
-def test_check_raises_nothing_when_the_check_breaks(capsys):
-    def broken(answers, namespace):
-        raise RuntimeError("the store is locked")
-
-    _run_check(_exercise(check=broken), x=3, y=0)
-    out = capsys.readouterr().out
-    assert out.startswith(f"Incorrect: {GENERIC_FAILURE} (RuntimeError: the store is locked)")
-    assert out.count("\n") == 1
-
-
 def test_hint_and_solution_print_their_markdown_outside_ipython(capsys):
     exercise = _exercise()
     exercise.hint()
@@ -140,13 +120,11 @@ def _exercise_indices():
 
 @pytest.mark.parametrize("wrong", [False, True], ids=["solve", "wrong"])
 def test_solve_replaces_exactly_the_exercise_cells(tmp_path, capsys, wrong):
-    from tests.fixtures.exercises import ex92
-
     out = tmp_path / "copy.ipynb"
     assert tool.main(["solve", str(FIXTURE), str(out)] + (["--wrong"] if wrong else [])) == 0
-    assert "92.1, 92.2" in capsys.readouterr().out
+    assert "01.1, 01.2" in capsys.readouterr().out
     original, copy = nbformat.read(FIXTURE, as_version=4), nbformat.read(out, as_version=4)
-    expected = {2: ex92.q1, 5: ex92.q2}
+    expected = {2: ex01.q1, 5: ex01.q2}
     assert _exercise_indices() == list(expected)
     assert [c.id for c in copy.cells] == [c.id for c in original.cells]
     for index, (before, after) in enumerate(zip(original.cells, copy.cells)):
@@ -167,8 +145,8 @@ def test_solve_into_a_folder_uses_the_notebooks_name(tmp_path):
 
 def test_list_prints_each_exercise_with_its_title(capsys):
     assert tool.main(["list", str(FIXTURE)]) == 0
-    assert capsys.readouterr().out == ("92_exercises.ipynb: exercises 92.1 A run with a tag; "
-                                       "92.2 Count the runs\n")
+    assert capsys.readouterr().out == (f"92_exercises.ipynb: exercises 01.1 {ex01.q1.title}; "
+                                       f"01.2 {ex01.q2.title}\n")
 
 
 def _broken_copy(tmp_path, change) -> str:
@@ -189,13 +167,13 @@ def _set_source(index, source):
 BAD_NOTEBOOKS = {
     "no check cell": (lambda cells: cells.pop(3), "has no check after it"),
     "exercise cell last": (lambda cells: cells.__delitem__(slice(6, None)), "has no check after it"),
-    "check commented out": (_set_source(3, "# ex92.q1.check()"), "has no check after it"),
-    "unknown exercise": (_set_source(3, "ex92.q7.check()"), "has no exercise 'q7' (its exercises: q1, q2)"),
+    "check commented out": (_set_source(3, "# ex01.q1.check()"), "has no check after it"),
+    "unknown exercise": (_set_source(3, "ex01.q7.check()"), "has no exercise 'q7' (its exercises: q1, q2)"),
     "unknown module": (_set_source(3, "ex93.q1.check()"), "there is no module utils.exercises.ex93"),
-    "answer not assigned": (_set_source(2, "run = ..."), "answered by `run_id`, but the exercise"),
-    "one exercise twice": (_set_source(6, "ex92.q1.check()"), "checks exercise 92.1 twice"),
+    "answer not assigned": (_set_source(2, "location = ..."), "answered by `default_location`, but the exercise"),
+    "one exercise twice": (_set_source(6, "ex01.q1.check()"), "checks exercise 01.1 twice"),
     "markdown tagged": (lambda cells: cells[4].metadata.update(tags=["exercise"]), "is not a code cell"),
-    "not python": (_set_source(2, "run_id = = ..."), "is not valid Python"),
+    "not python": (_set_source(2, "default_location = = ..."), "is not valid Python"),
 }
 
 
@@ -244,9 +222,7 @@ def test_the_fixture_notebook_checks_what_the_kernel_made(tmp_path):
     in one kernel and one new workspace (one kernel start, not three, for the fast tier)."""
     import asyncio
 
-    # The kernel imports the fixture's exercises from the repository (tests.fixtures.exercises).
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = course_env(tmp_path / "workspace", PYTHONPATH=path)
+    env = course_env(tmp_path / "workspace")
     kernel = kernel_manager_class(env, tmp_path)(kernel_name="python3")
     asyncio.run(kernel.start_kernel())
     try:
@@ -270,10 +246,9 @@ def _assert_verdicts(executed, mode, status):
         assert verdict.startswith(f"{status}: ") and verdict.count("\n") == 1, (mode, verdicts)
         assert GENERIC_FAILURE not in verdict
     if mode == "wrong":  # each typical mistake has its own message
-        assert "a parameter `note`, not a tag" in verdicts[0]
-        assert "`len(...)`" in verdicts[1]
+        assert "whole Experiment object" in verdicts[0] and "no tag of your own" in verdicts[1]
     shown = [out["data"]["text/markdown"] for out in executed.cells[7].outputs
              if out.get("output_type") == "display_data"]
-    assert len(shown) == 2 and "Hint for exercise 92.1" in shown[0]
-    assert "```python\nrun_count = len(" in shown[1]
+    assert len(shown) == 2 and "Hint for exercise 01.1" in shown[0]
+    assert f"```python\n{ex01.q2.solution_code}\n```" in shown[1]
     assert _stdout(executed.cells[-1]) == "done\n"

@@ -1,200 +1,138 @@
-"""The checks of notebook 03's exercises (``utils.exercises.ex03``): each outcome and each
-typical mistake's own message, against a real temporary SQLite store.
-
-No training: runs are made with MLflow's fluent API and client, with the parameters and
-metrics the notebook's runs have. The namespace has the names the check cells read: `run`
-(the ``ActiveRun`` of ``with mlflow.start_run(...) as run``), `params`, `client`, `mlflow`.
-Exercise 03.1's solution and mistake run as they are; of 03.2's, everything but the call of
-``utils.ensure_run`` (which trains), whose run is made here instead.
-"""
+"""The checks of notebook 03's exercises (tests/exercise_checks.py). The namespace has the
+names the check cells read: `run`, `params`, `client`, `mlflow`, `experiment`. Of 03.2's
+solution and mistake, everything runs but the call of ``utils.ensure_run`` (which trains),
+whose run is made here instead."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
 import os
-import tempfile
-from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 
-from tests.notebook_runner import workspace_store
-from utils.exercises import CORRECT, GENERIC_FAILURE, INCORRECT, NOT_ATTEMPTED, ex03
-from utils.training import DEFAULTS, RunParameters
+from tests.exercise_checks import correct, executed, exercise_store, incorrect, recorded_run
+from utils.exercises import CORRECT, ex03
+from utils.training import RUN_PARAMETERS, RunParameters
 
-PARAMS = RunParameters(**{**DEFAULTS, "backbone": "sentence-transformers/all-MiniLM-L6-v2"})
+PARAMS = RunParameters(backbone="sentence-transformers/all-MiniLM-L6-v2")
 REVIEWS_SEEN = PARAMS.train_size * PARAMS.max_epochs
-# A new store migrates its SQLite schema in many transactions, each synced to disk: seconds
-# on a busy disk, next to nothing in memory. So the stores go to /dev/shm where there is one.
-RAM = Path("/dev/shm")
 
 
 @pytest.fixture(scope="module")
 def store():
-    ram = RAM if RAM.is_dir() and os.access(RAM, os.W_OK) else None
-    with tempfile.TemporaryDirectory(prefix="course-ex03-", dir=ram) as folder, \
-            workspace_store(Path(folder)):
+    with exercise_store("ex03"):
         yield mlflow.MlflowClient()
 
 
-def _trained(client, experiment, pooling="mean", accuracy=0.8, finished=True, run_name="chapter02",
-             train_size=PARAMS.train_size):
-    """A run as notebook 03 records it, made without training; its ``ActiveRun``, as the
-    notebook's ``with mlflow.start_run(...) as run`` leaves it."""
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    if not finished:  # still RUNNING, before its test
-        run = client.create_run(experiment_id, run_name=run_name)
-        client.log_param(run.info.run_id, "pooling", pooling)
-        return run
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        mlflow.log_params({"pooling": pooling, "train_size": str(train_size)})
-        mlflow.log_metric("test_accuracy", accuracy)
-    return run
+def _trained(experiment, run_name="chapter02", accuracy=0.8, status="FINISHED", **changed):
+    """A run as notebook 03 records it (every parameter of the parameters cell, ``changed``
+    apart), made without training."""
+    params = {**{name: getattr(PARAMS, name) for name in RUN_PARAMETERS}, **changed}
+    metrics = {"test_accuracy": accuracy} if status else {}
+    return mlflow.get_run(recorded_run(experiment, run_name, params, metrics, status=status))
 
 
 def _namespace(client, run, **names):
     return {"mlflow": mlflow, "client": client, "run": run, "params": PARAMS, **names}
 
 
-def _incorrect(exercise, namespace, *words):
-    verdict = exercise.evaluate(namespace)
-    assert verdict.status == INCORRECT, verdict
-    assert GENERIC_FAILURE not in verdict.message, verdict
-    for word in words:
-        assert word in verdict.message, verdict
-    return verdict
-
-
 # -- 03.1 a note on the run -------------------------------------------------------------------
 # Each test has an experiment of its own: the check looks there for runs the tag went to.
-def test_note_untouched_is_not_attempted(store):
-    run = _trained(store, "ex03-untouched")
-    assert ex03.q1.evaluate(_namespace(store, run, noted_run_id=...)).status == NOT_ATTEMPTED
-
-
 def test_note_solution_is_correct(store):
-    namespace = _namespace(store, _trained(store, "ex03-solved"))
-    exec(ex03.q1.solution_code, namespace)
-    verdict = ex03.q1.evaluate(namespace)
-    assert verdict.status == CORRECT, verdict
-    assert f"reviews_seen={REVIEWS_SEEN}" in verdict.message
+    namespace = executed(ex03.q1.solution_code, _namespace(store, _trained("ex03-solved")))
+    correct(ex03.q1, namespace, f"reviews_seen={REVIEWS_SEEN}")
 
 
 def test_note_outside_the_run_mistake_finds_the_stray_run_and_ends_it(store, monkeypatch):
-    run = _trained(store, "ex03-stray")
+    run = _trained("ex03-stray")
     # The notebook made its experiment the active one; the mistake's set_tag starts a run there.
     # (monkeypatch puts MLflow's active experiment back after the test.)
     monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     mlflow.set_experiment(experiment_id=run.info.experiment_id)
-    namespace = _namespace(store, run)
     try:
-        exec(ex03.q1.mistake, namespace)
+        namespace = executed(ex03.q1.mistake, _namespace(store, run))
         stray = mlflow.active_run()
         assert stray is not None and stray.info.run_id != run.info.run_id
-        verdict = _incorrect(ex03.q1, namespace, "Your run has no tag `note`",
-                             f"Your tag went to another run, {stray.info.run_id}",
-                             "The check ended that stray run")
-        assert mlflow.active_run() is None, verdict
+        incorrect(ex03.q1, namespace, "Your run has no tag `note`",
+                  f"Your tag went to another run, {stray.info.run_id}", "The check ended that stray run")
+        assert mlflow.active_run() is None
         assert store.get_run(stray.info.run_id).info.status == "FINISHED"
         # Checked again, the stray run is still named, and there is nothing left to end.
-        verdict = _incorrect(ex03.q1, namespace, f"Your tag went to another run, {stray.info.run_id}")
+        verdict = incorrect(ex03.q1, namespace, f"Your tag went to another run, {stray.info.run_id}")
         assert "ended" not in verdict.message
     finally:
         mlflow.end_run()
 
 
 def test_note_in_a_run_reopened_and_never_ended_says_end_it(store):
-    run = _trained(store, "ex03-left-open")
-    namespace = _namespace(store, run, noted_run_id=run.info.run_id)
+    run = _trained("ex03-left-open")
     # The run's experiment is the active one, as in notebook 03 (an earlier test in this
     # process may have made another one active, and start_run refuses a run outside it).
     mlflow.set_experiment(experiment_id=run.info.experiment_id)
     try:
-        exec("mlflow.start_run(run_id=run.info.run_id)  # no `with`: nothing ends it\n"
-             'mlflow.set_tag("note", "mine")\n'
-             'mlflow.log_metric("reviews_seen", params.train_size * params.max_epochs)', namespace)
+        namespace = executed("mlflow.start_run(run_id=run.info.run_id)  # no `with`: nothing ends it\n"
+                             'mlflow.set_tag("note", "mine")\n'
+                             'mlflow.log_metric("reviews_seen", params.train_size * params.max_epochs)\n'
+                             "noted_run_id = run.info.run_id", _namespace(store, run))
         assert store.get_run(run.info.run_id).info.status == "RUNNING"
-        _incorrect(ex03.q1, namespace, "stays RUNNING", "mlflow.end_run()")
+        incorrect(ex03.q1, namespace, "stays RUNNING", "mlflow.end_run()")
     finally:
         mlflow.end_run()
-    assert ex03.q1.evaluate(namespace).status == CORRECT
+    correct(ex03.q1, namespace)
 
 
-def test_note_on_no_run_says_where_to_call_set_tag(store):
-    run = _trained(store, "ex03-no-tag")
-    verdict = _incorrect(ex03.q1, _namespace(store, run, noted_run_id=run.info.run_id),
-                         "Your run has no tag `note`", "mlflow.start_run(run_id=run.info.run_id)")
-    assert "another run" not in verdict.message
+@pytest.mark.parametrize("tags, metrics, words, not_said", [
+    ({}, {}, ["Your run has no tag `note`", "mlflow.start_run(run_id=run.info.run_id)"], "another run"),
+    ({"note": " "}, {}, ["`note` is empty"], None),
+    ({"note": "mine"}, {}, ["no metric `reviews_seen`", "log_metric"], "exactly"),
+    ({"note": "mine"}, {"reviews-seen": REVIEWS_SEEN}, ["`reviews-seen`", "must be exactly `reviews_seen`"], None),
+], ids=["no-tag", "empty-note", "no-metric", "near-name"])
+def test_note_a_record_missing_from_the_run_is_named(store, tags, metrics, words, not_said):
+    run = _trained(f"ex03-records-{os.urandom(3).hex()}")
+    for key, value in tags.items():
+        store.set_tag(run.info.run_id, key, value)
+    for key, value in metrics.items():
+        store.log_metric(run.info.run_id, key, value)
+    verdict = incorrect(ex03.q1, _namespace(store, run, noted_run_id=run.info.run_id), *words)
+    assert not_said is None or not_said not in verdict.message
 
 
-def test_note_on_another_run_says_tag_this_one(store):
-    run = _trained(store, "ex03-other-run")
-    other = _trained(store, "ex03-other-run", run_name="other")
-    store.set_tag(other.info.run_id, "note", "on the wrong run")
-    _incorrect(ex03.q1, _namespace(store, run, noted_run_id=other.info.run_id),
-               "'other'", f"not the run `run` of this notebook ({run.info.run_id})")
-
-
-@pytest.mark.parametrize("given", [None, 42, "  "], ids=["none", "number", "blank"])
-def test_note_not_a_run_id_says_what_it_should_be(store, given):
-    run = _trained(store, "ex03-not-an-id")
-    _incorrect(ex03.q1, _namespace(store, run, noted_run_id=given), "should be a run id")
-
-
-def test_note_run_object_instead_of_its_id_says_what_it_should_be(store):
-    run = _trained(store, "ex03-run-object")
-    _incorrect(ex03.q1, _namespace(store, run, noted_run_id=run), "should be a run id",
-               "run.info.run_id")
-
-
-def test_note_unknown_run_id_is_incorrect(store):
-    run = _trained(store, "ex03-unknown")
-    _incorrect(ex03.q1, _namespace(store, run, noted_run_id="f" * 32), "There is no run")
-
-
-def test_note_empty_tag_asks_for_text(store):
-    run = _trained(store, "ex03-empty-note")
-    store.set_tag(run.info.run_id, "note", " ")
-    _incorrect(ex03.q1, _namespace(store, run, noted_run_id=run.info.run_id), "`note` is empty")
-
-
-def test_note_without_the_metric_says_log_it(store):
-    run = _trained(store, "ex03-no-metric")
-    store.set_tag(run.info.run_id, "note", "mine")
-    verdict = _incorrect(ex03.q1, _namespace(store, run, noted_run_id=run.info.run_id),
-                         "no metric `reviews_seen`", "log_metric")
-    assert "exactly" not in verdict.message
-
-
-def test_note_metric_under_a_near_name_says_the_exact_name(store):
-    run = _trained(store, "ex03-near-name")
-    store.set_tag(run.info.run_id, "note", "mine")
-    store.log_metric(run.info.run_id, "reviews-seen", REVIEWS_SEEN)
-    _incorrect(ex03.q1, _namespace(store, run, noted_run_id=run.info.run_id),
-               "`reviews-seen`", "must be exactly `reviews_seen`")
+@pytest.mark.parametrize("given, words", [
+    (None, ["should be a run id"]), (42, ["should be a run id"]), ("  ", ["should be a run id"]),
+    ("the-run-object", ["should be a run id", "run.info.run_id"]),
+    ("f" * 32, ["There is no run"]),
+    ("another-run", ["'other'", "not the run `run` of this notebook"]),
+], ids=["none", "number", "blank", "run-object", "unknown", "another-run"])
+def test_note_on_something_else_than_the_run_says_what_it_should_be(store, given, words):
+    run = _trained("ex03-other-run")
+    if given == "the-run-object":
+        given = run
+    elif given == "another-run":
+        given = _trained("ex03-other-run", run_name="other").info.run_id
+        store.set_tag(given, "note", "on the wrong run")
+    incorrect(ex03.q1, _namespace(store, run, noted_run_id=given), *words)
 
 
 def test_note_wrong_count_then_logged_again_is_correct(store):
-    run = _trained(store, "ex03-wrong-count")
+    run = _trained("ex03-wrong-count")
     namespace = _namespace(store, run, noted_run_id=run.info.run_id)
     store.set_tag(run.info.run_id, "note", "mine")
-    store.log_metric(run.info.run_id, "reviews_seen", PARAMS.train_size)  # epochs forgotten
     store.log_metric(run.info.run_id, "reviews_seen", REVIEWS_SEEN + 1)
-    _incorrect(ex03.q1, namespace, f"`reviews_seen` is {REVIEWS_SEEN + 1}", f"{REVIEWS_SEEN}")
+    incorrect(ex03.q1, namespace, f"`reviews_seen` is {REVIEWS_SEEN + 1}", f"{REVIEWS_SEEN}")
     # As the message says: log the value again, and the latest one counts.
     store.log_metric(run.info.run_id, "reviews_seen", REVIEWS_SEEN)
     assert ex03.q1.evaluate(namespace).status == CORRECT
 
 
 def test_note_before_the_notebooks_run_says_run_from_the_top(store):
-    run = _trained(store, "ex03-no-run")
+    run = _trained("ex03-no-run")
     namespace = _namespace(store, run, noted_run_id=run.info.run_id)
     del namespace["params"]
-    _incorrect(ex03.q1, namespace, "`run` and `params` are not defined")
+    incorrect(ex03.q1, namespace, "`run` and `params` are not defined")
 
 
 # -- 03.2 pooling compared ----------------------------------------------------------------------
@@ -205,12 +143,13 @@ POOLING = "ex03-pooling"
 def pooling_runs(store):
     """Notebook 03's run and the runs its second exercise may come up with."""
     return {
-        "run": _trained(store, POOLING, accuracy=0.80),
-        "pooler": _trained(store, POOLING, pooling="pooler", accuracy=0.75, run_name="pooler"),
-        "mean-again": _trained(store, POOLING, accuracy=0.78, run_name="pooler"),
-        "unfinished": _trained(store, POOLING, pooling="pooler", finished=False, run_name="pooler"),
-        "elsewhere": _trained(store, "ex03-elsewhere", pooling="pooler", run_name="pooler"),
-        "smaller": _trained(store, POOLING, pooling="pooler", run_name="pooler", train_size=200),
+        "run": _trained(POOLING, accuracy=0.80),
+        "pooler": _trained(POOLING, "pooler", accuracy=0.75, pooling="pooler"),
+        "mean-again": _trained(POOLING, "pooler", accuracy=0.78),
+        "unfinished": _trained(POOLING, "pooler", status=None, pooling="pooler"),
+        "elsewhere": _trained("ex03-elsewhere", "pooler", pooling="pooler"),
+        "smaller": _trained(POOLING, "pooler", pooling="pooler", train_size=200),
+        "longer": _trained(POOLING, "pooler", pooling="pooler", max_epochs=2),  # the same sizes
     }
 
 
@@ -222,93 +161,51 @@ def _search_part(code: str) -> str:
     return ast.unparse(tree)
 
 
-def _compared(store, runs, pooler_run_id, code=ex03.q2.solution_code):
-    namespace = _namespace(store, runs["run"], pooler_run_id=pooler_run_id,
+def _compared(store, runs, which, code=ex03.q2.solution_code, **names):
+    namespace = _namespace(store, runs["run"], pooler_run_id=runs[which].info.run_id,
                            params=dataclasses.replace(PARAMS, experiment_name=POOLING))
-    exec(_search_part(code), namespace)
-    return namespace
-
-
-def test_pooling_untouched_is_not_attempted(store, pooling_runs):
-    namespace = _namespace(store, pooling_runs["run"], pooler_run_id=..., comparison=...)
-    assert ex03.q2.evaluate(namespace).status == NOT_ATTEMPTED
+    return {**executed(_search_part(code), namespace), **names}
 
 
 def test_pooling_solution_is_correct(store, pooling_runs):
-    namespace = _compared(store, pooling_runs, pooling_runs["pooler"].info.run_id)
-    verdict = ex03.q2.evaluate(namespace)
-    assert verdict.status == CORRECT, verdict
-    assert "'mean' 0.800 against 'pooler' 0.750" in verdict.message
+    correct(ex03.q2, _compared(store, pooling_runs, "pooler"), "'mean' 0.800 against 'pooler' 0.750")
 
 
-def test_pooling_left_at_its_default_mistake_says_it_compares_nothing(store, pooling_runs):
-    # utils.ensure_run without pooling= trains (or finds) a run with the default, "mean".
-    namespace = _compared(store, pooling_runs, pooling_runs["mean-again"].info.run_id,
-                          code=ex03.q2.mistake)
-    _incorrect(ex03.q2, namespace, "pooling='mean'", "compares nothing", 'pooling="pooler"')
-
-
-def test_pooling_the_notebooks_own_run_says_train_a_second(store, pooling_runs):
-    namespace = _compared(store, pooling_runs, pooling_runs["run"].info.run_id)
-    _incorrect(ex03.q2, namespace, "the notebook's own run `run`")
+def test_pooling_left_as_it_was_mistake_says_it_compares_nothing(store, pooling_runs):
+    # utils.ensure_run of the notebook's params renamed trains (or finds) a run with "mean".
+    namespace = _compared(store, pooling_runs, "mean-again", code=ex03.q2.mistake)
+    incorrect(ex03.q2, namespace, "pooling='mean'", "compares nothing", 'pooling="pooler"')
 
 
 @pytest.mark.parametrize("which, words", [
-    ("smaller", ["trained on other data", "train_size=200 (`run`: 500)", "train_size=params.train_size"]),
-    ("elsewhere", ["in another experiment", "experiment_name=params.experiment_name"]),
+    ("smaller", ["differs from `run` in more than pooling", "train_size=200 (`run`: 500)",
+                 'dataclasses.replace(params, run_name="pooler", pooling="pooler")']),
+    ("longer", ["differs from `run` in more than pooling", "max_epochs=2 (`run`: 1)"]),
+    ("elsewhere", ["in another experiment", "params.experiment_name"]),
     ("unfinished", ["RUNNING", "no test_accuracy"]),
-], ids=["other-data", "other-experiment", "unfinished"])
+    ("run", ["the notebook's own run `run`"]),
+], ids=["other-data", "other-epochs", "other-experiment", "unfinished", "the-same-run"])
 def test_pooling_a_run_that_cannot_be_compared_says_why(store, pooling_runs, which, words):
-    run = pooling_runs[which]
-    comparison = mlflow.search_runs(experiment_names=[POOLING])
-    namespace = _namespace(store, pooling_runs["run"], pooler_run_id=run.info.run_id,
-                           comparison=comparison)
-    _incorrect(ex03.q2, namespace, *words)
+    incorrect(ex03.q2, _compared(store, pooling_runs, which), *words)
 
 
-@pytest.mark.parametrize("given", [None, "f" * 32], ids=["none", "unknown"])
-def test_pooling_not_a_run_id_is_incorrect(store, pooling_runs, given):
-    namespace = _namespace(store, pooling_runs["run"], pooler_run_id=given, comparison=pd.DataFrame())
-    _incorrect(ex03.q2, namespace, "`pooler_run_id`" if given is None else "There is no run")
-
-
-def test_pooling_comparison_as_a_list_of_runs_asks_for_the_dataframe(store, pooling_runs):
-    pooler = pooling_runs["pooler"].info.run_id
+def test_pooling_a_comparison_not_as_search_runs_gives_it_is_named(store, pooling_runs):
+    pooler, run = pooling_runs["pooler"].info.run_id, pooling_runs["run"].info.run_id
     listed = mlflow.search_runs(experiment_names=[POOLING], output_format="list")
-    namespace = _namespace(store, pooling_runs["run"], pooler_run_id=pooler, comparison=listed)
-    _incorrect(ex03.q2, namespace, "should be the DataFrame", "it is a list")
-
-
-def test_pooling_comparison_without_run_ids_says_take_it_as_it_comes(store, pooling_runs):
-    namespace = _compared(store, pooling_runs, pooling_runs["pooler"].info.run_id)
-    namespace["comparison"] = namespace["comparison"][["params.pooling", "metrics.test_accuracy"]]
-    _incorrect(ex03.q2, namespace, "no `run_id` column")
-
-
-def test_pooling_comparison_without_both_runs_names_the_missing_one(store, pooling_runs):
-    pooler = pooling_runs["pooler"].info.run_id
-    only_pooler = mlflow.search_runs(experiment_names=[POOLING],
-                                     filter_string=f"attributes.run_id = '{pooler}'")
-    namespace = _namespace(store, pooling_runs["run"], pooler_run_id=pooler, comparison=only_pooler)
-    _incorrect(ex03.q2, namespace, f"lacks run(s) {pooling_runs['run'].info.run_id}")
-
-
-def test_pooling_comparison_without_the_columns_says_which(store, pooling_runs):
-    namespace = _compared(store, pooling_runs, pooling_runs["pooler"].info.run_id)
-    namespace["comparison"] = namespace["comparison"][["run_id", "metrics.test_accuracy"]]
-    _incorrect(ex03.q2, namespace, "no column 'params.pooling'")
-
-
-def test_pooling_one_answer_left_untouched_is_named(store, pooling_runs):
-    namespace = _namespace(store, pooling_runs["run"], comparison=...,
-                           pooler_run_id=pooling_runs["pooler"].info.run_id)
-    _incorrect(ex03.q2, namespace, "`comparison` is still `...`")
+    incorrect(ex03.q2, _compared(store, pooling_runs, "pooler", comparison=listed),
+              "should be the DataFrame", "it is a list")
+    table = _compared(store, pooling_runs, "pooler")["comparison"]
+    for columns, words in ((["params.pooling", "metrics.test_accuracy"], ["no `run_id` column"]),
+                           (["run_id", "metrics.test_accuracy"], ["no column 'params.pooling'"])):
+        incorrect(ex03.q2, _compared(store, pooling_runs, "pooler", comparison=table[columns]), *words)
+    only_pooler = table[table["run_id"] == pooler]
+    incorrect(ex03.q2, _compared(store, pooling_runs, "pooler", comparison=only_pooler), f"lacks run(s) {run}")
 
 
 def test_pooling_before_the_notebooks_run_says_run_from_the_top(store, pooling_runs):
-    namespace = _compared(store, pooling_runs, pooling_runs["pooler"].info.run_id)
+    namespace = _compared(store, pooling_runs, "pooler")
     del namespace["run"]
-    _incorrect(ex03.q2, namespace, "`run` is not defined")
+    incorrect(ex03.q2, namespace, "`run` is not defined")
 
 
 # -- 03.3 a training loop, instrumented ------------------------------------------------------
@@ -318,26 +215,18 @@ def loop(store):
     the test's own (a few reviews are enough; each run takes under a second)."""
     import torch
 
-    mlflow.set_experiment(f"ex03-loop-{os.urandom(3).hex()}")
+    experiment = mlflow.set_experiment(f"ex03-loop-{os.urandom(3).hex()}")
     features = torch.rand(12, 8)
-    return _namespace(store, None, torch=torch, features=features,
+    return _namespace(store, None, torch=torch, features=features, experiment=experiment,
                       targets=(features.sum(1) > 4).float(), tiny_run_id=...)
 
 
-def test_loop_untouched_is_not_attempted(loop):
-    assert ex03.q3.evaluate(loop).status == NOT_ATTEMPTED
-
-
 def test_loop_solution_is_correct(loop):
-    exec(ex03.q3.solution_code, loop)
-    verdict = ex03.q3.evaluate(loop)
-    assert verdict.status == CORRECT, verdict
-    assert "`train_loss` at 30 steps" in verdict.message
+    correct(ex03.q3, executed(ex03.q3.solution_code, loop), "`train_loss` at 30 steps")
 
 
 def test_loop_metric_without_steps_mistake_says_pass_step(loop):
-    exec(ex03.q3.mistake, loop)
-    _incorrect(ex03.q3, loop, "all at step 0", "step=step")
+    incorrect(ex03.q3, executed(ex03.q3.mistake, loop), "all at step 0", "step=step")
 
 
 @pytest.mark.parametrize("change, words", [
@@ -350,8 +239,7 @@ def test_loop_a_missing_record_is_named(loop, change, words):
     if "no signature" in words:  # nor an input example, from which MLflow would infer one
         code = code.replace("input_example=features[:3].numpy(), ", "")
     assert code != ex03.q3.solution_code
-    exec(code, loop)
-    _incorrect(ex03.q3, loop, *words)
+    incorrect(ex03.q3, executed(code, loop), *words)
 
 
 def test_loop_a_model_logged_outside_the_run_is_named(loop):
@@ -359,15 +247,20 @@ def test_loop_a_model_logged_outside_the_run_is_named(loop):
         "    mlflow.pytorch.log_model(", "mlflow.pytorch.log_model(").replace(
         "                             input_example=", "                         input_example=")
     assert code != ex03.q3.solution_code
-    exec(code, loop)
-    _incorrect(ex03.q3, loop, "The run logged no model", "outside any run")
+    incorrect(ex03.q3, executed(code, loop), "The run logged no model", "outside any run")
 
 
 def test_loop_a_run_left_open_is_named(loop):
     code = ex03.q3.solution_code.replace(
         'with mlflow.start_run(run_name="tiny_loop") as tiny_run:', 'if tiny_run := mlflow.start_run(run_name="tiny_loop"):')
-    exec(code, loop)
     try:
-        _incorrect(ex03.q3, loop, "still RUNNING")
+        incorrect(ex03.q3, executed(code, loop), "still RUNNING")
     finally:
         mlflow.end_run()
+
+
+def test_loop_recorded_in_another_experiment_is_named(loop):
+    # The notebook's `experiment` is another one than the experiment active when the loop ran.
+    other = mlflow.set_experiment(f"ex03-elsewhere-{os.urandom(3).hex()}")
+    incorrect(ex03.q3, executed(ex03.q3.solution_code, loop), f"is in the experiment {other.name!r}",
+              f"not in this notebook's {loop['experiment'].name!r}", "mlflow.set_experiment(params.experiment_name)")

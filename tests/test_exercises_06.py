@@ -1,8 +1,5 @@
-"""The checks of notebook 06's exercises, against a real temporary MLflow store.
-
-Each check has three outcomes: untouched (`Not attempted`), the exercise's own solution
-(`Correct`), and every typical mistake (`Incorrect`, with a message of its own).
-"""
+"""The checks of notebook 06's exercises, against a real temporary MLflow store
+(tests/exercise_checks.py)."""
 
 import contextlib
 import os
@@ -11,9 +8,10 @@ import shutil
 import mlflow
 import pytest
 
+from tests.exercise_checks import correct, executed, incorrect
 from tests.notebook_runner import workspace_store
 from utils import inspection
-from utils.exercises import CORRECT, GENERIC_FAILURE, INCORRECT, NOT_ATTEMPTED, ex06
+from utils.exercises import ex06
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +31,6 @@ def store(folder):
         yield workspace
 
 
-def _incorrect(exercise, namespace, *words: str) -> str:
-    verdict = exercise.evaluate(namespace)
-    assert verdict.status == INCORRECT, verdict
-    assert GENERIC_FAILURE not in verdict.message
-    for word in words:
-        assert word in verdict.message, verdict.message
-    return verdict.message
-
-
 # -- 06.1: repair a store URI -------------------------------------------------------------------
 @pytest.fixture
 def wrong_store(store):
@@ -51,55 +40,38 @@ def wrong_store(store):
     return {"mlflow": mlflow, "run": run, "workspace": store}
 
 
-def _with(namespace, code):
-    namespace = dict(namespace)
-    exec(code, namespace)
-    return namespace
-
-
-def test_fixed_uri_untouched_is_not_attempted(wrong_store):
-    assert ex06.q1.evaluate({**wrong_store, "fixed_uri": ...}).status == NOT_ATTEMPTED
-
-
 def test_fixed_uri_solution_is_correct(wrong_store):
-    verdict = ex06.q1.evaluate(_with(wrong_store, ex06.q1.solution_code))
-    assert verdict.status == CORRECT, verdict
+    correct(ex06.q1, executed(ex06.q1.solution_code, wrong_store))
 
 
 def test_fixed_uri_typical_mistake_is_three_slashes(wrong_store, folder):
-    _incorrect(ex06.q1, _with(wrong_store, ex06.q1.mistake), "three slashes", "fourth slash")
+    incorrect(ex06.q1, executed(ex06.q1.mistake, wrong_store), "three slashes", "fourth slash")
     relative_top = wrong_store["workspace"].db_path.parts[1]  # "sqlite:///tmp/..." reads ./tmp/...
     assert not (folder / relative_top).exists(), "the check created the store it was given"
 
 
-def test_fixed_uri_unchanged_is_still_relative_and_creates_nothing(wrong_store, folder):
-    _incorrect(ex06.q1, {**wrong_store, "fixed_uri": "sqlite:///mlflow.db"}, "still relative")
-    _incorrect(ex06.q1, {**wrong_store, "fixed_uri": "sqlite:///ws/mlflow.db"}, "relative path")
-    assert not (folder / "mlflow.db").exists()
-
-
-def test_fixed_uri_other_stores_and_forms(wrong_store, folder):
-    workspace = wrong_store["workspace"]
-    absent = folder / "absent.db"
-    _incorrect(ex06.q1, {**wrong_store, "fixed_uri": f"sqlite:///{absent}"}, "There is no database")
-    assert not absent.exists(), "the check created the database it looked for"
-    other = folder / "other.db"  # a real MLflow store, without the run
-    _incorrect(ex06.q1, {**wrong_store, "fixed_uri": f"sqlite:///{other}"}, "has no run")
-    _incorrect(ex06.q1, {**wrong_store, "fixed_uri": str(workspace.db_path)}, "without saying it is a SQLite")
-    _incorrect(ex06.q1, {**wrong_store, "fixed_uri": workspace.db_path}, "is a path")
-    _incorrect(ex06.q1, {**wrong_store, "fixed_uri": f"sqlite:/{workspace.db_path}"}, "three slashes")
-    _incorrect(ex06.q1, {**wrong_store, "fixed_uri": "./mlruns"}, "not a tracking URI for a SQLite")
-
-
-def test_fixed_uri_a_server_that_is_not_there(wrong_store):
+@pytest.mark.parametrize("given, words", [
+    ("sqlite:///mlflow.db", ["still relative"]),
+    ("sqlite:///ws/mlflow.db", ["relative path"]),
+    ("sqlite:///{folder}/absent.db", ["There is no database"]),
+    ("sqlite:///{folder}/other.db", ["has no run"]),  # a real MLflow store, without the run
+    ("{db}", ["without saying it is a SQLite"]),
+    ("sqlite:/{db}", ["three slashes"]),
+    ("./mlruns", ["not a tracking URI for a SQLite"]),
+    ("http://127.0.0.1:{port}", ["Asked at http://127.0.0.1:"]),  # a server that is not there
+    (None, ["is a path"]),  # the database's Path itself
+])
+def test_fixed_uri_other_answers_say_why_and_create_nothing(wrong_store, folder, given, words):
     from utils.tracking import find_free_port
 
-    address = f"http://127.0.0.1:{find_free_port()}"
-    _incorrect(ex06.q1, {**wrong_store, "fixed_uri": address}, f"Asked at {address}")
+    db = wrong_store["workspace"].db_path
+    answer = db if given is None else given.format(folder=folder, db=db, port=find_free_port())
+    incorrect(ex06.q1, {**wrong_store, "fixed_uri": answer}, *words)
+    assert not (folder / "mlflow.db").exists() and not (folder / "absent.db").exists()
 
 
 def test_fixed_uri_without_the_sections_run(store):
-    _incorrect(ex06.q1, {"fixed_uri": store.backend_store_uri}, "`run` is not defined")
+    incorrect(ex06.q1, {"fixed_uri": store.backend_store_uri}, "`run` is not defined")
 
 
 # -- 06.2: close a stuck run ----------------------------------------------------------------------
@@ -114,37 +86,33 @@ def stuck(store):
     return {"mlflow": mlflow, "client": client, "stuck_run_id": run.info.run_id}
 
 
-def test_closed_run_untouched_is_not_attempted(stuck):
-    assert ex06.q2.evaluate({**stuck, "closed_run": ...}).status == NOT_ATTEMPTED
-
-
 def test_closed_run_solution_is_correct(stuck):
-    namespace = _with(stuck, ex06.q2.solution_code)
-    assert ex06.q2.evaluate(namespace).status == CORRECT
+    namespace = executed(ex06.q2.solution_code, stuck)
+    correct(ex06.q2, namespace)
     assert mlflow.MlflowClient().get_run(stuck["stuck_run_id"]).info.status == "KILLED"
 
 
 def test_closed_run_typical_mistake_is_finished_not_killed(stuck):
-    _incorrect(ex06.q2, _with(stuck, ex06.q2.mistake), "as FINISHED", 'status="KILLED"')
+    incorrect(ex06.q2, executed(ex06.q2.mistake, stuck), "as FINISHED", 'status="KILLED"')
 
 
 def test_closed_run_still_running_failed_or_stale(stuck):
     client, run_id = stuck["client"], stuck["stuck_run_id"]
-    _incorrect(ex06.q2, {**stuck, "closed_run": client.get_run(run_id)}, "still RUNNING")
+    incorrect(ex06.q2, {**stuck, "closed_run": client.get_run(run_id)}, "still RUNNING")
     before = client.get_run(run_id)
     client.set_terminated(run_id, status="FAILED")
-    _incorrect(ex06.q2, {**stuck, "closed_run": client.get_run(run_id)}, "FAILED says")
+    incorrect(ex06.q2, {**stuck, "closed_run": client.get_run(run_id)}, "FAILED says")
     client.set_terminated(run_id, status="KILLED")
-    _incorrect(ex06.q2, {**stuck, "closed_run": before}, "fetched before you closed")
+    incorrect(ex06.q2, {**stuck, "closed_run": before}, "fetched before you closed")
 
 
 def test_closed_run_of_another_run_or_not_a_run(stuck):
     client = stuck["client"]
     other = client.create_run(client.get_experiment_by_name("troubleshooting-your-turn").experiment_id,
                               run_name="another-run")
-    _incorrect(ex06.q2, {**stuck, "closed_run": other}, "'another-run'", "not the stuck one")
-    _incorrect(ex06.q2, {**stuck, "closed_run": stuck["stuck_run_id"]}, "fetched again")
-    _incorrect(ex06.q2, {"closed_run": other}, "`stuck_run_id` is not defined")
+    incorrect(ex06.q2, {**stuck, "closed_run": other}, "'another-run'", "not the stuck one")
+    incorrect(ex06.q2, {**stuck, "closed_run": stuck["stuck_run_id"]}, "fetched again")
+    incorrect(ex06.q2, {"closed_run": other}, "`stuck_run_id` is not defined")
 
 
 # -- 06.3: restore a deleted experiment ------------------------------------------------------------
@@ -170,34 +138,28 @@ def deleted(store, monkeypatch):
             "restore_me_id": experiment_id}
 
 
-def test_restored_untouched_is_not_attempted(deleted):
-    assert ex06.q3.evaluate({**deleted, "active_experiment": ...}).status == NOT_ATTEMPTED
-
-
 def test_restored_solution_is_correct(deleted):
-    verdict = ex06.q3.evaluate(_with(deleted, ex06.q3.solution_code))
-    assert verdict.status == CORRECT, verdict
-    assert "with its 1 run(s)" in verdict.message
+    correct(ex06.q3, executed(ex06.q3.solution_code, deleted), "with its 1 run(s)")
     experiment = mlflow.MlflowClient().get_experiment(deleted["restore_me_id"])
     assert experiment.lifecycle_stage == "active"
     assert os.environ["MLFLOW_EXPERIMENT_ID"] == deleted["restore_me_id"]
 
 
 def test_restored_typical_mistake_is_a_new_name(deleted):
-    _incorrect(ex06.q3, _with(deleted, ex06.q3.mistake), "'troubleshooting-restored'",
+    incorrect(ex06.q3, executed(ex06.q3.mistake, deleted), "'troubleshooting-restored'",
                "still deleted", "restore_experiment")
 
 
 def test_restored_but_not_set_or_not_restored(deleted):
     client, experiment_id = deleted["client"], deleted["restore_me_id"]
-    _incorrect(ex06.q3, {**deleted, "active_experiment": client.get_experiment(experiment_id)},
+    incorrect(ex06.q3, {**deleted, "active_experiment": client.get_experiment(experiment_id)},
                "is still deleted in the store")
     client.restore_experiment(experiment_id)
-    _incorrect(ex06.q3, {**deleted, "active_experiment": client.get_experiment(experiment_id)},
+    incorrect(ex06.q3, {**deleted, "active_experiment": client.get_experiment(experiment_id)},
                "not the active experiment", "mlflow.set_experiment")
     other = client.get_experiment_by_name("troubleshooting")
-    _incorrect(ex06.q3, {**deleted, "active_experiment": other}, "is restored, but `active_experiment` is")
-    _incorrect(ex06.q3, {**deleted, "active_experiment": "troubleshooting-restore-me"},
+    incorrect(ex06.q3, {**deleted, "active_experiment": other}, "is restored, but `active_experiment` is")
+    incorrect(ex06.q3, {**deleted, "active_experiment": "troubleshooting-restore-me"},
                "the experiment that `mlflow.set_experiment` returns")
 
 
@@ -210,5 +172,5 @@ def test_restored_when_gone_for_good_or_without_the_section(deleted):
     assert inspection.run_mlflow_cli("gc", "--backend-store-uri", uri, "--experiment-ids", gone,
                                      "--run-ids", run_id, tracking_uri=uri).returncode == 0
     restored = client.get_experiment_by_name("troubleshooting")
-    _incorrect(ex06.q3, {**deleted, "restore_me_id": gone, "active_experiment": restored}, "`mlflow gc`")
-    _incorrect(ex06.q3, {"active_experiment": restored}, "`restore_me_id` is not defined")
+    incorrect(ex06.q3, {**deleted, "restore_me_id": gone, "active_experiment": restored}, "`mlflow gc`")
+    incorrect(ex06.q3, {"active_experiment": restored}, "`restore_me_id` is not defined")

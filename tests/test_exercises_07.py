@@ -1,113 +1,97 @@
-"""The checks of notebook 07's exercises, against a real temporary MLflow store.
-
-A search is made of plain runs here (a parent, children tagged ``mlflow.parentRunId`` with
-Optuna's metric ``value`` and tag ``numbers``), and the training of exercise 07.2 is a stand-in
-that logs what notebook 03's run logs for the check: no model is trained. Each check has
-three outcomes: untouched (``Not attempted``), the exercise's own solution (``Correct``),
-and its typical mistake (``Incorrect``, with a message of its own).
-"""
+"""The checks of notebook 07's exercises (tests/exercise_checks.py). A search is made of
+plain runs, as MlflowStorage leaves it: a parent, and a child per trial tagged
+``mlflow.parentRunId`` with Optuna's metric ``value`` and tag ``numbers``, FINISHED or, pruned,
+KILLED. Exercise 07.2 trains with a stand-in for notebook 07's ``search.train``."""
 
 from types import SimpleNamespace
 
 import mlflow
 import pytest
 
-from tests.notebook_runner import workspace_store
-from utils.exercises import CORRECT, GENERIC_FAILURE, INCORRECT, NOT_ATTEMPTED, ex07
+from tests.exercise_checks import correct, executed, exercise_store, incorrect, recorded_run
+from utils.exercises import ex07
+from utils.training import RunParameters
 
-VALUES = [0.56, 0.62, 0.58, 0.60]  # trial 1 is the best, trial 0 the worst
+EXPERIMENT = "dl_model_search"
+# Trial 1 is the best finished one, trial 0 the worst; trial 4, pruned, reported more.
+TRIALS = [(0.56, "FINISHED"), (0.62, "FINISHED"), (0.58, "FINISHED"), (0.60, "FINISHED"), (0.66, "KILLED")]
 
 
-def _search(experiment_id: str, name: str, values) -> str:
-    client = mlflow.MlflowClient()
-    parent = client.create_run(experiment_id, run_name=name)
-    for number, value in enumerate(values):
-        child = client.create_run(experiment_id, run_name=f"trial-{number}",
-                                  tags={"mlflow.parentRunId": parent.info.run_id, "numbers": str(number)})
-        client.log_metric(child.info.run_id, "value", value)
-        client.log_param(child.info.run_id, "learning_rate", 0.01 * (number + 1))
-        client.log_param(child.info.run_id, "batch_size", 16)
-        client.set_terminated(child.info.run_id)
-    client.set_terminated(parent.info.run_id)
-    return parent.info.run_id
+def _search(name: str, trials) -> str:
+    parent = recorded_run(EXPERIMENT, name)
+    for number, (value, status) in enumerate(trials):
+        recorded_run(EXPERIMENT, f"trial-{number}", {"learning_rate": 0.01 * (number + 1)}, {"value": value},
+                     tags={"mlflow.parentRunId": parent, "numbers": str(number)}, status=status)
+    return parent
+
+
+def train(params, *callbacks, **start_run_options):
+    """Stands in for notebook 07's ``search.train``: a run of ``params`` that records what
+    notebook 03's run records for the check."""
+    with mlflow.start_run(run_name=params.run_name, **start_run_options) as run:
+        mlflow.log_param("max_length", params.max_length)
+        mlflow.log_metric("val_accuracy", 0.5 + params.max_length / 1000)
+    return run.info.run_id
 
 
 @pytest.fixture(scope="module")
-def notebook(tmp_path_factory):
-    """The namespace of the notebook after its searches: this one, and another one whose best
-    child beats every child of this one (so a search without the parent filter finds it)."""
-    with workspace_store(tmp_path_factory.mktemp("ex07") / "ws"):
-        experiment = mlflow.set_experiment("dl_model_search")
-        parent_run_id = _search(experiment.experiment_id, "search-a", VALUES)
-        _search(experiment.experiment_id, "search-a-team", [0.9, 0.5])
-
-        def train_and_log(params):  # stands in for notebook 03's run
-            mlflow.log_params(params)
-            mlflow.log_metric("val_accuracy", 0.5 + params["max_length"] / 1000)
-
+def notebook():
+    """The notebook's names after its searches: this one, and one whose best child beats all of it."""
+    with exercise_store("ex07"):
+        experiment = mlflow.set_experiment(EXPERIMENT)
+        parent_run_id = _search("search-a", TRIALS)
+        _search("search-a-team", [(0.9, "FINISHED"), (0.5, "FINISHED")])
         yield {"mlflow": mlflow, "experiment": experiment, "parent_run_id": parent_run_id,
-               "fixed": {"train_size": 100, "max_length": 64},
-               "search": SimpleNamespace(train_and_log=train_and_log),
-               "training": SimpleNamespace(validate_parameters=lambda **params: params)}
-
-
-def _with(namespace, code):
-    namespace = dict(namespace)
-    exec(code, namespace)
-    return namespace
-
-
-def _incorrect(exercise, namespace, *words):
-    verdict = exercise.evaluate(namespace)
-    assert verdict.status == INCORRECT, verdict
-    assert GENERIC_FAILURE not in verdict.message
-    for word in words:
-        assert word in verdict.message, verdict.message
-
-
-@pytest.mark.parametrize("exercise", [ex07.q1, ex07.q2], ids=["07.1", "07.2"])
-def test_untouched_is_not_attempted(notebook, exercise):
-    untouched = {**notebook, **dict.fromkeys(exercise.answers, ...)}
-    assert exercise.evaluate(untouched).status == NOT_ATTEMPTED
+               "base_params": RunParameters(experiment_name=EXPERIMENT, train_size=100, max_length=64),
+               "search": SimpleNamespace(train=train)}
 
 
 def test_best_child_solution_is_correct(notebook):
-    verdict = ex07.q1.evaluate(_with(notebook, ex07.q1.solution_code))
-    assert verdict.status == CORRECT, verdict
-    assert "0.620" in verdict.message
+    correct(ex07.q1, executed(ex07.q1.solution_code, notebook), "0.620", "the best of 4 children")
 
 
 def test_best_child_typical_mistake_is_the_wrong_direction(notebook):
-    _incorrect(ex07.q1, _with(notebook, ex07.q1.mistake), "DESC", "the worst one")
+    incorrect(ex07.q1, executed(ex07.q1.mistake, notebook), "DESC", "the worst one")
 
 
-def test_best_child_without_the_parent_filter_is_a_flat_search(notebook):
-    flat = ex07.q1.solution_code.replace(
-        "filter_string=f\"tags.mlflow.parentRunId = '{parent_run_id}'\",", "")
-    assert flat != ex07.q1.solution_code
-    _incorrect(ex07.q1, _with(notebook, flat), "another parent", "tags.mlflow.parentRunId")
+@pytest.mark.parametrize("left_out, words", [
+    (" and attributes.status = 'FINISHED'", ["a pruned trial (status KILLED)", "attributes.status = 'FINISHED'"]),
+    ("tags.mlflow.parentRunId = '{parent_run_id}' and ", ["another parent", "tags.mlflow.parentRunId"]),
+], ids=["pruned", "flat"])
+def test_best_child_without_part_of_the_filter_says_which(notebook, left_out, words):
+    code = ex07.q1.solution_code.replace(left_out, "")
+    assert code != ex07.q1.solution_code
+    incorrect(ex07.q1, executed(code, notebook), *words)
 
 
 def test_best_child_needs_one_row(notebook):
     many = ex07.q1.solution_code.replace("max_results=1", "max_results=3")
-    _incorrect(ex07.q1, _with(notebook, many), "max_results=1")
-    _incorrect(ex07.q1, {**notebook, "best_child": "trial-1"}, "DataFrame")
+    incorrect(ex07.q1, executed(many, notebook), "max_results=1")
+    incorrect(ex07.q1, {**notebook, "best_child": "trial-1"}, "DataFrame")
 
 
 def test_own_search_solution_is_correct(notebook):
-    verdict = ex07.q2.evaluate(_with(notebook, ex07.q2.solution_code))
-    assert verdict.status == CORRECT, verdict
-    assert "max_length 128" in verdict.message
+    correct(ex07.q2, executed(ex07.q2.solution_code, notebook), "max_length 128")
 
 
 def test_own_search_typical_mistake_is_flat_runs(notebook):
-    _incorrect(ex07.q2, _with(notebook, ex07.q2.mistake), "no child run", "flat runs", "nested=True")
+    incorrect(ex07.q2, executed(ex07.q2.mistake, notebook), "no child run", "flat runs", "nested=True")
+
+
+@pytest.mark.parametrize("lengths", ["(64, 128)", "(32,)", "(32, 128, 256)", "(32, 32)"])
+def test_own_search_of_other_max_lengths_asks_for_32_and_128(notebook, lengths):
+    code = ex07.q2.solution_code.replace("(32, 128)", lengths)
+    incorrect(ex07.q2, executed(code, notebook), "one child with 32 and one with 128")
 
 
 def test_own_search_other_wrong_answers(notebook):
-    _incorrect(ex07.q2, {**notebook, "own_parent_id": "not-a-run"}, "no run")
-    one_length = ex07.q2.solution_code.replace("(32, 128)", "(64,)")
-    _incorrect(ex07.q2, _with(notebook, one_length), "two")
     child = mlflow.search_runs([notebook["experiment"].experiment_id],
                                filter_string=f"tags.mlflow.parentRunId = '{notebook['parent_run_id']}'")
-    _incorrect(ex07.q2, {**notebook, "own_parent_id": child["run_id"][0]}, "itself a child run")
+    incorrect(ex07.q2, {**notebook, "own_parent_id": child["run_id"][0]}, "itself a child run")
+    untrained = """\
+with mlflow.start_run(run_name="max-length-search") as own_parent:
+    for length in (32, 128):
+        with mlflow.start_run(run_name=f"max_length-{length}", nested=True):  # no training inside
+            mlflow.log_param("max_length", length)
+own_parent_id = own_parent.info.run_id"""
+    incorrect(ex07.q2, executed(untrained, notebook), "have no val_accuracy", "search.train(params, nested=True)")

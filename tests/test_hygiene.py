@@ -1,8 +1,10 @@
-"""Committed notebooks are clean: no outputs, no secrets, no machine paths, runnable headless."""
+"""Committed notebooks are clean: no outputs, no secrets, no machine paths, runnable headless;
+and every link to a notebook's heading finds it."""
 
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -27,35 +29,21 @@ def _tracked_text_files():
         yield path
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS, "no notebooks found under notebooks/"
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_is_committed_clean(path):
+def test_notebook_is_committed_clean_and_ready_for_a_reader(path):
     notebook = json.loads(path.read_text(encoding="utf-8"))
     assert notebook["metadata"]["kernelspec"]["name"] == "python3"
-    for cell in notebook["cells"]:
-        if cell["cell_type"] == "code":
-            assert cell.get("outputs") == [], f"{path.name}: a code cell has outputs"
-            assert cell.get("execution_count") is None, f"{path.name}: execution counts"
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_has_one_parameters_cell(path):
-    notebook = json.loads(path.read_text(encoding="utf-8"))
-    tagged = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert all(cell.get("outputs") == [] and cell.get("execution_count") is None for cell in code), \
+        f"{path.name}: a code cell has outputs or an execution count"
+    # One parameters cell, then the check of the environment first.
+    tagged = [cell for cell in notebook["cells"] if "parameters" in cell["metadata"].get("tags", [])]
     assert len(tagged) == 1 and tagged[0]["cell_type"] == "code"
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_starts_with_the_environment_check(path):
-    notebook = json.loads(path.read_text(encoding="utf-8"))
-    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
-    first_after_parameters = next(
-        c for c in code if "parameters" not in c["metadata"].get("tags", [])
-    )
+    first_after_parameters = next(cell for cell in code if cell is not tagged[0])
     assert "print_environment()" in "".join(first_after_parameters["source"])
+    # The first cell says how long the notebook takes to read and to run.
+    first = "".join(notebook["cells"][0]["source"])
+    assert re.search(r"minutes to read", first) and re.search(r"\brun in\b", first), first[:300]
 
 
 def test_no_machine_paths_or_tokens_in_tracked_files():
@@ -81,7 +69,59 @@ def test_the_course_prose_stays_within_its_length():
     assert sum(words.values()) <= PROSE_WORDS, words
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_says_how_long_it_takes(path):
-    first = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"])
-    assert re.search(r"minutes to read", first) and re.search(r"\brun in\b", first), first[:300]
+# -- links to a heading: README.md's and the notebooks' own ---------------------------------------
+LINK = re.compile(r"\]\((?P<target>[^)\s#]*)#(?P<anchor>[^)\s]+)\)")
+
+
+def anchor(heading: str) -> str:
+    """The anchor JupyterLab gives a Markdown heading: its text as shown (no backticks,
+    emphasis or link syntax), spaces replaced by `-`."""
+    text = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", heading)
+    return re.sub(r"[`*]", "", text).strip().replace(" ", "-")
+
+
+def headings(cells) -> set[str]:
+    found = set()
+    for cell in cells:
+        if cell["cell_type"] == "markdown":
+            source = re.sub(r"^```.*?^```", "", "".join(cell["source"]), flags=re.M | re.S)
+            found |= {anchor(title) for title in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", source, re.M)}
+    return found
+
+
+def broken_links(text: str, where: Path, anchors: dict[str, set[str]]) -> list[str]:
+    """Links in ``text`` (of the file ``where``) to a heading of a course notebook, which
+    ``anchors`` (notebook file name: its headings' anchors) does not hold."""
+    broken = []
+    for link in LINK.finditer(text):
+        target = link["target"]
+        name = Path(target).name if target else where.name
+        if name.endswith(".ipynb") and (target == "" or (where.parent / target).resolve().parent == ROOT / "notebooks"):
+            if link["anchor"] not in anchors.get(name, set()):
+                broken.append(f"{where.name}: {target}#{link['anchor']}")
+    return broken
+
+
+def test_every_link_to_a_notebook_heading_finds_it():
+    cells = {path: json.loads(path.read_text(encoding="utf-8"))["cells"] for path in NOTEBOOKS}
+    anchors = {path.name: headings(cells[path]) for path in NOTEBOOKS}
+    documents = {ROOT / "README.md": (ROOT / "README.md").read_text(encoding="utf-8")}
+    documents.update({path: "\n".join("".join(c["source"]) for c in cells[path] if c["cell_type"] == "markdown")
+                      for path in NOTEBOOKS})
+    links = sum(len(LINK.findall(text)) for text in documents.values())
+    assert links >= 20  # the README's table of errors alone has 11
+    assert [problem for path, text in documents.items() for problem in broken_links(text, path, anchors)] == []
+
+
+def test_a_link_to_a_missing_or_misspelt_heading_is_caught():
+    anchors = {"03_first_autologged_run.ipynb": headings(
+        [{"cell_type": "markdown", "source": ["### Exercise 03.2: pooling, compared\n", "`x`"]},
+         {"cell_type": "markdown", "source": ["## Start with `mlflow doctor`"]}])}
+    readme, notebook = ROOT / "README.md", ROOT / "notebooks" / "03_first_autologged_run.ipynb"
+    assert broken_links("[a](#Exercise-03.2:-pooling,-compared) [b](03_first_autologged_run.ipynb#Start-with-"
+                        "mlflow-doctor) [c](https://example.org/page#Anything)", notebook, anchors) == []
+    assert broken_links("[a](notebooks/03_first_autologged_run.ipynb#Start-with-mlflow-doctor)", readme, anchors) == []
+    for text, where in (("[a](#Exercise-03.2:-pooling-compared)", notebook),
+                        ("[b](notebooks/03_first_autologged_run.ipynb#Start-with-`mlflow`-doctor)", readme),
+                        ("[c](06_troubleshooting.ipynb#A-port-in-use)", notebook)):  # a notebook without it
+        assert broken_links(text, where, anchors) == [f"{where.name}: {text[4:-1]}"]

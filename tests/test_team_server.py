@@ -1,18 +1,15 @@
-"""Notebooks 03-05 on a team's tracking server, as a learner whose team has one runs them.
+"""Notebooks 03-05 and 07 on a team's tracking server, as a learner whose team has one runs them.
 
-A separate, real ``mlflow server`` process with its own SQLite store and proxied artifacts
-(``--artifacts-destination``) plays the team's server, once open and once with MLflow's
-basic-auth app and a user whose login is in ``MLFLOW_TRACKING_USERNAME`` /
-``MLFLOW_TRACKING_PASSWORD``. ``MLFLOW_TRACKING_URI`` points the notebooks at it. Their
-runs, models and registered model must be on that server, nothing may be written to the
-course workspace's own store, no local tracking server may be started, and the login may
-appear in no output. ``tools.batch rerun`` trains a run of the server again from its record.
+A separate, real ``mlflow server`` (its own SQLite store, proxied artifacts) plays the team's
+server, once open and once with MLflow's basic-auth app and a user whose login is in
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``; ``MLFLOW_TRACKING_URI`` points the
+notebooks at it. Their runs, models and registered models must be on that server, nothing in
+the course workspace's own store, no local tracking server started, and the login in no
+output; ``tools.batch rerun`` trains a run of the server again from its record.
 
-The notebooks run with their exercises filled in (``tools.exercises solve``): solved on
-the open server, where every check must say ``Correct``, and with the typical mistakes on
-the server with logins, where every check must say ``Incorrect`` with its own message. So
-the exercises of 03-05 are checked against a remote store too, and these trainings run
-once (tests/test_exercises_course.py runs the copies of the other notebooks).
+The notebooks run with their exercises filled in: solved on the open server (every check:
+``Correct``), with the typical mistakes on the server with logins (``Incorrect``, with its own
+message), where 07 runs too, its workers logged in through the same variables.
 """
 
 from __future__ import annotations
@@ -21,19 +18,19 @@ import json
 import secrets
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import mlflow.server
-import nbformat
 import pytest
 
-from tests.notebook_runner import NOTEBOOKS, exercise_verdict_problems, output_text, servers_of
+from tests.notebook_runner import NOTEBOOKS, exercise_verdict_problems, output_text, separate_server, servers_of
+from tests.test_notebook07 import assert_search
 from tools import exercises as exercise_tool
 from tools.runner import course_env, execute
 from utils import remote
 from utils.env import temporary_environment
-from utils.tracking import TrackingServer
-from utils.workspace import Workspace, repo_root
+from utils.workspace import repo_root
 
 pytestmark = pytest.mark.full
 
@@ -41,31 +38,23 @@ NOTEBOOKS_ON_THE_SERVER = {  # and the small sizes they run at
     "03_first_autologged_run.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32, "max_length": 64},
     "04_experiments_and_runs.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32},
     "05_model_artifacts.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32},
+    "07_hyperparameter_search.ipynb": {},  # its search at the defaults, which prune a trial
 }
-USER = "learner"
-
-
-def _team_workspace(root) -> Workspace:
-    team = Workspace(root)
-    team.artifacts_dir.mkdir(parents=True)
-    team.logs_dir.mkdir()
-    return team
+ONLY_WITH_LOGINS = {"07_hyperparameter_search.ipynb"}
+COPIES = {"open": "solved", "basic-auth": "wrong"}  # the filled-in copies each server runs
 
 
 @pytest.fixture(scope="module", params=["open", "basic-auth"])
 def team(request, tmp_path_factory):
     """The team's server, its login (None when open), and the notebooks run against it."""
     root = tmp_path_factory.mktemp(f"team-{request.param}")
-    team_ws = _team_workspace(root / "server")
-    login = None
+    server, login = separate_server(root / "server", proxied=True), None
     if request.param == "open":
-        server = TrackingServer(
-            workspace=team_ws, port=0, default_artifact_root="mlflow-artifacts:/",
-            extra_args=["--artifacts-destination", str(team_ws.artifacts_dir)]).start()
+        server.start()
     else:
-        auth = remote.prepare_basic_auth(team_ws)
-        server = remote.start_auth_server(team_ws, auth, port=0)
-        login = (USER, secrets.token_urlsafe(16))
+        auth = remote.prepare_basic_auth(server.workspace)
+        server = remote.start_auth_server(server.workspace, auth, port=0)
+        login = ("learner", secrets.token_urlsafe(16))
         with remote.tracking_credentials(auth.admin_username, auth.admin_password):
             mlflow.server.get_app_client("basic-auth", tracking_uri=server.url).create_user(*login)
     learner_ws = root / "learner-workspace"
@@ -73,30 +62,28 @@ def team(request, tmp_path_factory):
     if login:
         extra.update(MLFLOW_TRACKING_USERNAME=login[0], MLFLOW_TRACKING_PASSWORD=login[1])
     env = course_env(learner_ws, **extra)
-    wrong = request.param == "basic-auth"
-    executed, exercises = {}, {}
+    wrong = COPIES[request.param] == "wrong"
+    executed = {}
     try:
         for name, parameters in NOTEBOOKS_ON_THE_SERVER.items():
+            if name in ONLY_WITH_LOGINS and not login:
+                continue
             copy = root / "filled-in" / name
             copy.parent.mkdir(exist_ok=True)
-            exercises[name] = exercise_tool.solve(name[:2], copy, wrong)
+            exercise_tool.solve(name[:2], copy, wrong)
             # Where the notebook itself runs (its folder), as in tests/test_exercises_course.py.
             executed[name] = execute(copy, root / "out" / name, parameters, env=env, cwd=NOTEBOOKS)
         yield {"server": server, "login": login, "env": env, "workspace": learner_ws,
-               "executed": executed, "exercises": exercises, "wrong": wrong, "root": root}
+               "executed": executed, "wrong": wrong, "root": root}
     finally:
         server.stop()
 
 
-def _client(team):
-    credentials = team["login"] or (None, None)
-    return mlflow.MlflowClient(tracking_uri=team["server"].url), credentials
-
-
 def _on_server(team, call):
-    client, (user, password) = _client(team)
+    """``call(client)`` with a client of the team's server, logged in as the learner."""
+    user, password = team["login"] or (None, None)
     with temporary_environment(MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password):
-        return call(client)
+        return call(mlflow.MlflowClient(tracking_uri=team["server"].url))
 
 
 def test_the_runs_and_models_are_on_the_team_server(team):
@@ -119,13 +106,8 @@ def test_the_runs_and_models_are_on_the_team_server(team):
 
 
 def test_every_check_of_the_filled_in_notebooks_gives_its_verdict(team):
-    problems = []
-    for name, notebook in team["executed"].items():
-        source, _copy, found = team["exercises"][name]
-        assert found, f"{name} has no exercises"
-        original = nbformat.read(source, as_version=4)
-        problems += [f"{name}, {problem}" for problem in
-                     exercise_verdict_problems(original, notebook, found, team["wrong"])]
+    problems = [problem for name, notebook in team["executed"].items()
+                for problem in exercise_verdict_problems(NOTEBOOKS / name, notebook, team["wrong"])]
     expected = "Incorrect (with its own message)" if team["wrong"] else "Correct"
     assert not problems, f"every check must say {expected}: " + "; ".join(problems)
 
@@ -140,7 +122,7 @@ def test_nothing_was_written_to_the_workspace_store_and_no_local_server_ran(team
 
 def test_the_notebooks_used_the_team_server(team):
     url = team["server"].url
-    nb03, nb04, nb05 = (team["executed"][name] for name in NOTEBOOKS_ON_THE_SERVER)
+    nb03, nb04, nb05 = (team["executed"][name] for name in list(NOTEBOOKS_ON_THE_SERVER)[:3])
     assert f"open this run: {url}/#/experiments/" in output_text(nb03)
     assert f"tracking URI: {url}" in output_text(nb04)
     assert "mlflow-artifacts:/" in output_text(nb04)  # mlflow experiments search, on the server
@@ -156,6 +138,14 @@ def test_the_login_is_in_no_output(team):
         assert password not in json.dumps(notebook), f"{name} shows the password"
 
 
+@pytest.mark.parametrize("team", ["basic-auth"], indirect=True)
+def test_07_searched_pruned_and_registered_its_champion_on_the_team_server(team):
+    notebook = team["executed"]["07_hyperparameter_search.ipynb"]
+    assert f"tracking URI: {team['server'].url}" in output_text(notebook)
+    _on_server(team, lambda client: assert_search(client, notebook, {}))
+
+
+@pytest.mark.parametrize("team", ["basic-auth"], indirect=True)  # the open server asks for less
 def test_a_run_of_the_team_server_is_trained_again_from_its_record(team, tmp_path):
     # Notebook 04's run `lr=0.03` (not 03's `chapter02`, to which exercise 03.1 adds a metric
     # by hand that no re-run would record).
@@ -178,14 +168,14 @@ def test_a_run_of_the_team_server_is_trained_again_from_its_record(team, tmp_pat
 
 
 def test_no_process_is_left_behind(team):
-    """The course starts its servers (model servers too) in the workspace folder."""
+    """The course starts its servers (model servers too) in the workspace folder, and
+    notebook 07 its workers in a folder of it."""
     import psutil
 
-    workspace = str(team["workspace"])
     left = []
     for process in psutil.process_iter(["cmdline"]):
         try:
-            if process.cwd() == workspace:
+            if Path(process.cwd()).is_relative_to(team["workspace"]):
                 left.append(" ".join(process.info["cmdline"] or []))
         except (psutil.AccessDenied, psutil.NoSuchProcess):
             pass

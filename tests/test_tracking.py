@@ -1,25 +1,24 @@
-"""The local tracking server: a real `mlflow server` process on loopback."""
+"""The tracking server: the course's own, a real `mlflow server` process on loopback, and the
+one in effect (a team's, named by MLFLOW_TRACKING_URI); artifact listings through MLflow, which
+let notebooks 03-05 run on a team's server as well as on the course workspace; and the
+notebooks' other drawings of what MLflow holds (utils.inspection)."""
 
+import os
 import socket
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import mlflow
 import pytest
 import requests
 
-from tests.notebook_runner import copy_empty_store
+from tests.notebook_runner import workspace_store
+from utils import inspection
+from utils.env import temporary_environment
 from utils.errors import CourseError
-from utils.tracking import TrackingServer, find_free_port
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_WORKSPACE", str(tmp_path / "ws"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    from utils.workspace import get_workspace
-
-    copy_empty_store(tmp_path / "ws")
-    return get_workspace()
+from utils.tracking import SharedServer, TrackingServer, tracking_server
 
 
 def _group_is_gone(pgid: int) -> bool:
@@ -50,25 +49,6 @@ def test_server_serves_a_fresh_store_in_one_process_and_stops_completely(workspa
     assert not server.is_running
     assert _group_is_gone(pgid), "a worker of the server outlived stop()"
     assert log_path.parent == workspace.logs_dir and log_path.stat().st_size > 0
-
-
-@pytest.mark.full
-def test_runs_logged_through_the_server_land_in_the_workspace(workspace):
-    with TrackingServer(workspace=workspace, port=0) as server:
-        client = mlflow.MlflowClient(server.url)
-        experiment_id = client.create_experiment("server-test")
-        run = client.create_run(experiment_id)
-        client.log_metric(run.info.run_id, "accuracy", 0.5)
-        client.set_terminated(run.info.run_id)
-        assert server.run_url(experiment_id, run.info.run_id).endswith(
-            f"/#/experiments/{experiment_id}/runs/{run.info.run_id}"
-        )
-    # The same run, read straight from the SQLite file after the server stopped.
-    local = mlflow.MlflowClient(workspace.backend_store_uri)
-    assert local.get_run(run.info.run_id).data.metrics == {"accuracy": 0.5}
-    assert local.get_experiment(experiment_id).artifact_location.startswith(
-        str(workspace.artifacts_dir)
-    )
 
 
 def test_busy_port_gives_a_clear_message(workspace):
@@ -104,12 +84,6 @@ def test_bad_port_values_are_refused(workspace, port):
         TrackingServer(workspace=workspace, port=port)
 
 
-def test_free_port_is_bindable():
-    port = find_free_port()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
-
-
 @pytest.mark.full
 def test_server_does_not_outlive_a_killed_parent(workspace, tmp_path):
     # A kernel killed with SIGKILL runs no atexit handler; the server must still go.
@@ -121,10 +95,6 @@ def test_server_does_not_outlive_a_killed_parent(workspace, tmp_path):
         "print(server.process.pid, flush=True)\n"
         "os.kill(os.getpid(), 9)\n"
     )
-    import os
-    import sys
-    import time
-
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=os.environ, timeout=120
     )
@@ -135,12 +105,9 @@ def test_server_does_not_outlive_a_killed_parent(workspace, tmp_path):
     assert _group_is_gone(pgid), "the server outlived its killed parent"
 
 
-
 def test_mlflow_command_is_the_terminal_form_of_the_same_server(tmp_path):
     """What notebook 01 prints for the learner to type: plain `mlflow server` with the same
     options, paths below the given folder relative to it, other paths left absolute."""
-    from pathlib import Path
-
     from utils.workspace import Workspace
 
     course = tmp_path / "course"
@@ -157,3 +124,82 @@ def test_mlflow_command_is_the_terminal_form_of_the_same_server(tmp_path):
     outside = TrackingServer(workspace=Workspace(tmp_path / "elsewhere"), port=5000)
     assert outside.mlflow_command(relative_to=course)[2:] == outside.server_options()
     assert outside.mlflow_command()[2:] == outside.server_options()
+
+
+# -- the server in effect, and what notebooks draw of a store --------------------------------
+@pytest.fixture
+def tracking_uri(tmp_path):
+    """Set MLflow's tracking URI for one test (no store is made), and put it back after."""
+    saved = mlflow.get_tracking_uri()
+    with temporary_environment(COURSE_WORKSPACE=str(tmp_path / "ws"), MLFLOW_TRACKING_URI=None):
+        try:
+            yield mlflow.set_tracking_uri
+        finally:
+            mlflow.set_tracking_uri(saved)  # inside the block: the variable it sets is put back too
+
+
+def test_a_server_named_by_the_tracking_uri_is_used_as_it_is(tracking_uri, tmp_path):
+    tracking_uri("http://mlflow.team.example:5000/")
+    with temporary_environment(MLFLOW_TRACKING_USERNAME="ada", MLFLOW_TRACKING_PASSWORD="s3cret-pw"):
+        server = tracking_server()
+        assert isinstance(server, SharedServer)
+        assert server.url == "http://mlflow.team.example:5000" and server.auth == ("ada", "s3cret-pw")
+        assert server.run_url("3", "abc") == "http://mlflow.team.example:5000/#/experiments/3/runs/abc"
+        assert "s3cret-pw" not in repr(server) and "'ada'" in repr(server)
+        server.stop()  # the team's server: nothing to stop, nothing raised
+    assert not (tmp_path / "ws").exists()  # no workspace, no server of the course
+
+
+def test_without_a_login_plain_http_requests_send_none(tracking_uri):
+    tracking_uri("https://mlflow.team.example")
+    with temporary_environment(MLFLOW_TRACKING_USERNAME=None, MLFLOW_TRACKING_PASSWORD=None):
+        assert tracking_server().auth is None
+
+
+def test_databricks_has_no_plain_server_and_says_so(tracking_uri, tmp_path, capsys):
+    tracking_uri("databricks")
+    assert tracking_server() is None
+    assert "cells that need one say so and skip" in capsys.readouterr().out
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """A run with a small artifact tree in a temporary workspace store."""
+    with workspace_store(tmp_path_factory.mktemp("trees") / "ws"):
+        mlflow.set_experiment("trees")
+        with mlflow.start_run() as run:
+            mlflow.log_text("x" * 2048, "notes/long.txt")
+            mlflow.log_text("hi", "notes/deeper/short.txt")
+            mlflow.log_dict({"a": 1}, "summary.json")
+        yield run.info.artifact_uri
+
+
+def test_artifact_trees_are_drawn_from_mlflow_listings(logged):
+    assert inspection.artifact_tree(logged) == "\n".join([
+        "artifacts/",
+        "├── notes/",
+        "│   ├── deeper/",
+        "│   │   └── short.txt  (2 B)",
+        "│   └── long.txt  (2.0 KB)",
+        "└── summary.json  (12 B)",
+    ])
+    assert inspection.artifact_tree(logged, max_depth=1, sizes=False).splitlines() == [
+        "artifacts/", "├── notes/", "└── summary.json"]
+
+
+
+def test_sizes_read_like_a_person_would_write_them():
+    assert [inspection.human_size(size) for size in (0, 512, 1023, 1536, 3 * 1024 ** 2)] == [
+        "0 B", "512 B", "1023 B", "1.5 KB", "3.0 MB"]
+
+
+def test_a_chart_compares_runs_by_name():
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    table = pd.DataFrame({"tags.mlflow.runName": ["linear", "no-model"], "metrics.val_accuracy": [0.75, 0.5]})
+    axes = inspection.plot_run_comparison(table, ["metrics.val_accuracy"]).axes[0]
+    assert sorted(bar.get_height() for bar in axes.patches) == [0.5, 0.75]
+    assert {tick.get_text() for tick in axes.get_xticklabels()} == {"linear", "no-model"}
