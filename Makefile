@@ -45,7 +45,7 @@ test: setup ## the unit tests, and every notebook once under nbval (under 5 min 
 test-unit: setup ## the unit tests alone, without the notebooks (about a minute)
 	$(BIN)/python -m pytest -m "not full" $(PYTEST_WORKERS) tests
 
-test-full: course ## the exhaustive checks, after running the course (CI runs them too)
+test-full: setup ## the exhaustive checks: every notebook on its own, filled in, on servers (CI runs them too)
 	$(BIN)/python -m pytest -m full $(PYTEST_WORKERS)
 
 test-latest: setup ## run every notebook against the newest MLflow 3 release (needs the package index)

@@ -21,6 +21,7 @@ from utils.workspace import (ARTIFACT_ROOT_ENV, PROCESS_VARIABLES, TRACKING_URI_
                              use_workspace)
 
 NOTEBOOKS = repo_root() / "notebooks"
+TWINS = NOTEBOOKS / "zh"  # the Chinese edition: the full tier runs the filled-in copies from it
 # What a reader would have to read past (issue 20), from libraries below MLflow that nobody
 # reading can act on; none of it may reach a notebook's outputs.
 NOISE = [
@@ -32,17 +33,26 @@ NOISE = [
     "Runningstage",                   # trainer.test's rich table
     "Map:",                           # Hugging Face datasets' progress bars
     "Downloading artifacts",          # MLflow's progress bar for local copies
-    "CloudPickle",                    # pyfunc's warning for a python_model object
+    "serialized using CloudPickle",   # pyfunc's warning for a python_model object
     "\\u001b",                        # ANSI colour codes, as JSON writes them
 ]
 MOST_OUTPUTS = 25
 
 
 def executed_course() -> Path:
-    """Where ``make course`` wrote the executed notebooks: ``$COURSE_OUTPUT`` or build/executed."""
+    """Where ``make test-full`` wrote the executed Chinese edition: ``$COURSE_OUTPUT/zh``, or
+    build/executed/zh."""
     configured = os.environ.get("COURSE_OUTPUT", "").strip()
     path = Path(configured) if configured else repo_root() / "build" / "executed"
-    return path if path.is_absolute() else repo_root() / path
+    return (path if path.is_absolute() else repo_root() / path) / "zh"
+
+
+def verdict_prefix(status: str, language: str) -> str:
+    """How a check's line starts in ``language``: ``Correct: `` or ``正确（Correct）：``."""
+    from utils.i18n import catalog
+
+    words = catalog(language)
+    return words.gettext("{status}: {message}").split("{message}")[0].format(status=words.gettext(status))
 
 
 def empty_store_template() -> Path:
@@ -180,24 +190,32 @@ def noise_in(cells) -> list[str]:
 def exercise_verdict_problems(source: Path, executed, wrong: bool) -> list[str]:
     """The checks of an executed solved (``wrong=False``) or wrong copy of the notebook
     ``source`` whose verdict is not the one promised: ``Correct``, or ``Incorrect`` with a
-    message of the exercise's own. Cells are matched by id, since papermill inserts a cell for
-    the parameters it was given."""
+    message of the exercise's own, in the notebook's language (a twin of notebooks/zh/ answers
+    in Chinese). Cells are matched by id, since papermill inserts a cell for the parameters
+    it was given."""
+    import re
+
     import nbformat
 
     from tools.exercises import exercise_cells
     from utils.exercises import CORRECT, GENERIC_FAILURE, INCORRECT, STATUSES
+    from utils.i18n import catalog
 
+    language = "zh_CN" if Path(source).parent == TWINS else "en"
     original = nbformat.read(source, as_version=4)
     found = exercise_cells(original, Path(source).name)
-    expected = INCORRECT if wrong else CORRECT
+    expected = verdict_prefix(INCORRECT if wrong else CORRECT, language)
+    prefixes = tuple(verdict_prefix(status, language) for status in STATUSES)
     executed_cells = {cell.id: cell for cell in executed.cells}
     problems = [] if found else [f"{Path(source).name} has no exercises"]
     for cell in found:
         check = executed_cells[original.cells[cell.check_index].id]
         lines = "".join(out.get("text", "") for out in check.outputs
                         if out.get("name") == "stdout").splitlines()
-        verdicts = [line for line in lines if line.startswith(tuple(f"{s}:" for s in STATUSES))]
+        verdicts = [line for line in lines if line.startswith(prefixes)]
         verdict = verdicts[0] if len(verdicts) == 1 else f"({len(verdicts)} verdicts) " + " / ".join(lines)
-        if not verdict.startswith(f"{expected}: ") or GENERIC_FAILURE in verdict:
+        reason = verdict.removeprefix(expected)
+        if (not verdict.startswith(expected) or catalog(language).gettext(GENERIC_FAILURE) in verdict
+                or (language == "zh_CN" and not re.search(r"[\u4e00-\u9fff]", reason))):
             problems.append(f"{Path(source).name}, exercise {cell.exercise.key}: {verdict}")
     return problems

@@ -5,9 +5,11 @@ Fast tier: each notebook has at least two cells tagged ``exercise``, each follow
 check of an existing exercise whose answer variables the cell sets to ``...``. Full tier: the
 solved copy of each notebook (``python -m tools.exercises solve``) prints ``Correct`` at every
 check; the copy with the typical mistakes ``Incorrect``, with a message of the exercise's own.
-Notebooks 01, 02 and 06 run here; the others where their trainings run anyway: 03, 04 and 05
-on a team's server (tests/test_team_server.py: solved on an open one, wrong with 07's wrong
-copy on one with logins), and 07's solved copy in tests/test_notebook07.py.
+Every copy is made from the Chinese edition (notebooks/zh/), so that every check answers in
+Chinese once. Notebooks 01, 02 and 06, and 08's solved copy, run here; the others where their
+trainings run anyway: 03, 04 and 05 on a team's server (tests/test_team_server.py: solved on
+an open one, wrong with 07's and 08's wrong copies on one with logins), and 07's solved copy
+in tests/test_notebook07.py.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from tests.notebook_runner import course_env, execute, exercise_verdict_problems
+from tests.notebook_runner import TWINS, course_env, execute, exercise_verdict_problems
 from tools import exercises as tool
 from tools.batch import course_notebooks, load_params_file
 from utils.errors import CourseError
@@ -68,11 +70,11 @@ def executed_elsewhere() -> list[tuple[str, str]]:
             + [(test_notebook07.NAME, test_notebook07.COPY)])
 
 
-LOCAL = [path for path in NOTEBOOKS if path.name not in {name for name, _ in executed_elsewhere()}]
+LOCAL = [(path, copy) for path in NOTEBOOKS for copy in COPIES if (path.name, copy) not in executed_elsewhere()]
 
 
 def test_each_filled_in_copy_of_every_notebook_is_executed_once():
-    executed = [(path.name, copy) for path in LOCAL for copy in COPIES] + executed_elsewhere()
+    executed = [(path.name, copy) for path, copy in LOCAL] + executed_elsewhere()
     assert sorted(executed) == sorted((path.name, copy) for path in NOTEBOOKS for copy in COPIES)
 
 
@@ -82,14 +84,14 @@ def _ci_parameters(path) -> dict:
 
 
 @pytest.mark.full
-@pytest.mark.parametrize("copy", COPIES)
-@pytest.mark.parametrize("path", LOCAL, ids=lambda p: p.name)
+@pytest.mark.parametrize("path,copy", LOCAL, ids=lambda value: getattr(value, "name", value))
 def test_the_filled_in_notebook_gets_its_verdict_at_every_check(tmp_path, path, copy):
+    twin = TWINS / path.name  # the Chinese edition's copy: every check answers in Chinese
     filled = tmp_path / path.name
-    tool.solve(str(path), filled, copy == "wrong")
+    tool.solve(str(twin), filled, copy == "wrong")
     # Run where the notebook itself runs (its folder), in a workspace of its own.
     executed = execute(filled, tmp_path / "executed" / path.name, _ci_parameters(path),
-                       env=course_env(tmp_path / "workspace"), cwd=path.parent)
+                       env=course_env(tmp_path / "workspace"), cwd=TWINS)
     expected = INCORRECT if copy == "wrong" else CORRECT
-    assert exercise_verdict_problems(path, executed, copy == "wrong") == [], (
+    assert exercise_verdict_problems(twin, executed, copy == "wrong") == [], (
         f"every check must say {expected} (with its own message)")

@@ -19,7 +19,7 @@ import papermill
 import pytest
 
 from tests.notebook_runner import (NOTEBOOKS, cell_text, course_env, execute, exercise_verdict_problems,
-                                   noise_in, servers_of)
+                                   noise_in, servers_of, TWINS)
 from tools import exercises as tool
 
 pytestmark = pytest.mark.full
@@ -94,8 +94,8 @@ def assert_search(client, notebook, parameters: dict) -> None:
 def executed(tmp_path_factory):
     root = tmp_path_factory.mktemp("nb07")
     copy = root / COPY / NAME
-    tool.solve(str(NOTEBOOKS / NAME), copy, COPY == "wrong")
-    notebook = execute(copy, root / "executed" / NAME, PARAMETERS, env=course_env(root / "ws"), cwd=NOTEBOOKS)
+    tool.solve(str(TWINS / NAME), copy, COPY == "wrong")  # the Chinese edition's: it answers in Chinese
+    notebook = execute(copy, root / "executed" / NAME, PARAMETERS, env=course_env(root / "ws"), cwd=TWINS)
     uri = f"sqlite:///{root / 'ws'}/mlflow.db"
     return notebook, root / "ws", mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -116,7 +116,7 @@ def test_spark_runs_the_search_and_leaves_no_jvm(executed):
 
 
 def test_the_exercises_get_their_verdicts(executed):
-    assert exercise_verdict_problems(NOTEBOOKS / NAME, executed[0], wrong=COPY == "wrong") == []
+    assert exercise_verdict_problems(TWINS / NAME, executed[0], wrong=COPY == "wrong") == []
 
 
 def test_outputs_are_quiet_and_nothing_is_left_running(executed):

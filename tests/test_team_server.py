@@ -24,7 +24,7 @@ import mlflow
 import mlflow.server
 import pytest
 
-from tests.notebook_runner import NOTEBOOKS, exercise_verdict_problems, output_text, separate_server, servers_of
+from tests.notebook_runner import TWINS, exercise_verdict_problems, output_text, separate_server, servers_of
 from tests.test_notebook07 import assert_search
 from tools import exercises as exercise_tool
 from tools.runner import course_env, execute
@@ -39,8 +39,9 @@ NOTEBOOKS_ON_THE_SERVER = {  # and the small sizes they run at
     "04_experiments_and_runs.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32},
     "05_model_artifacts.ipynb": {"train_size": 64, "val_size": 32, "test_size": 32},
     "07_hyperparameter_search.ipynb": {},  # its search at the defaults, which prune a trial
+    "08_your_own_project.ipynb": {},  # its project's scripts, logged in through the same variables
 }
-ONLY_WITH_LOGINS = {"07_hyperparameter_search.ipynb"}
+ONLY_WITH_LOGINS = {"07_hyperparameter_search.ipynb", "08_your_own_project.ipynb"}
 COPIES = {"open": "solved", "basic-auth": "wrong"}  # the filled-in copies each server runs
 
 
@@ -70,9 +71,9 @@ def team(request, tmp_path_factory):
                 continue
             copy = root / "filled-in" / name
             copy.parent.mkdir(exist_ok=True)
-            exercise_tool.solve(name[:2], copy, wrong)
-            # Where the notebook itself runs (its folder), as in tests/test_exercises_course.py.
-            executed[name] = execute(copy, root / "out" / name, parameters, env=env, cwd=NOTEBOOKS)
+            # The Chinese edition's copies: every check answers in Chinese; the code is the same.
+            exercise_tool.solve(str(TWINS / name), copy, wrong)
+            executed[name] = execute(copy, root / "out" / name, parameters, env=env, cwd=TWINS)
         yield {"server": server, "login": login, "env": env, "workspace": learner_ws,
                "executed": executed, "wrong": wrong, "root": root}
     finally:
@@ -107,7 +108,7 @@ def test_the_runs_and_models_are_on_the_team_server(team):
 
 def test_every_check_of_the_filled_in_notebooks_gives_its_verdict(team):
     problems = [problem for name, notebook in team["executed"].items()
-                for problem in exercise_verdict_problems(NOTEBOOKS / name, notebook, team["wrong"])]
+                for problem in exercise_verdict_problems(TWINS / name, notebook, team["wrong"])]
     expected = "Incorrect (with its own message)" if team["wrong"] else "Correct"
     assert not problems, f"every check must say {expected}: " + "; ".join(problems)
 
@@ -143,6 +144,25 @@ def test_07_searched_pruned_and_registered_its_champion_on_the_team_server(team)
     notebook = team["executed"]["07_hyperparameter_search.ipynb"]
     assert f"tracking URI: {team['server'].url}" in output_text(notebook)
     _on_server(team, lambda client: assert_search(client, notebook, {}))
+
+
+@pytest.mark.parametrize("team", ["basic-auth"], indirect=True)
+def test_08_trained_searched_and_gated_on_the_team_server(team):
+    notebook = team["executed"]["08_your_own_project.ipynb"]
+    assert f"tracking URI: {team['server'].url}" in output_text(notebook)
+    assert "PASSED: accuracy_score" in output_text(notebook) and "REFUSED: accuracy_score" in output_text(notebook)
+
+    def look(client):
+        experiment = client.get_experiment_by_name("imdb-sentiment")
+        runs = client.search_runs([experiment.experiment_id], max_results=1000)
+        return runs, client.get_model_version("imdb-sentiment-project", "1")
+
+    runs, first = _on_server(team, look)
+    assert {"KILLED", "FINISHED"} <= {run.info.status for run in runs}  # the search pruned a trial
+    gates = [run for run in runs if run.info.run_name == "evaluation"]
+    assert {run.data.tags["verdict"] for run in gates} == {"passed", "refused"}
+    assert first.source.startswith("models:/m-")  # the gate registered a checkpoint's logged model
+    assert not (team["workspace"] / "my-project" / "mlflow.db").exists()  # the project recorded on the server
 
 
 @pytest.mark.parametrize("team", ["basic-auth"], indirect=True)  # the open server asks for less

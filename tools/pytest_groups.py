@@ -23,7 +23,8 @@ NOTEBOOK03_DEFAULT_USERS = {"test_notebook03.py", "test_sentiment_model.py", "te
 # Test files whose module fixture is parametrized: one group per value (each fixture runs
 # once), the value read from the test's id.
 SPLIT_BY_PARAMETER = {"test_team_server.py": re.compile(r"\[(open|basic-auth)\]"),
-                      "test_exercises_course.py": re.compile(r"\[(\d\d)_\w+\.ipynb")}
+                      "test_exercises_course.py": re.compile(r"\[(\d\d)_\w+\.ipynb"),
+                      "test_executed_course.py": re.compile(r"\[(\d\d)_\w+\.ipynb")}
 # The longest groups first (measured: the full tier's slowest), so that the workers finish
 # together; the others follow in collection order.
 LONGEST_FIRST = ["test_team_server.py[basic-auth]", "test_notebooks_04_05.py", "notebook03-default",
