@@ -46,7 +46,7 @@ test-unit: setup ## the unit tests alone, without the notebooks (about a minute)
 	$(BIN)/python -m pytest -m "not full" $(PYTEST_WORKERS) tests
 
 test-full: setup ## the exhaustive checks: every notebook on its own, filled in, on servers (CI runs them too)
-	$(BIN)/python -m pytest -m full $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -m full --durations=25 $(PYTEST_WORKERS)
 
 test-latest: setup ## run every notebook against the newest MLflow 3 release (needs the package index)
 	$(BIN)/python -m tools.latest

@@ -13,7 +13,7 @@ from utils.i18n import gettext as _
 def run_mlflow_cli(*args: str, tracking_uri: str, cwd: str | os.PathLike | None = None,
                    timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``mlflow <args>`` as a terminal would, with ``MLFLOW_TRACKING_URI=tracking_uri``
-    (the CLI has no option for it); output is captured and a failure does not raise."""
+    (the only way for most commands); output is captured and a failure does not raise."""
     from utils.tracking import mlflow_executable
     from utils.workspace import ARTIFACT_ROOT_ENV
 
