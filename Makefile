@@ -39,7 +39,7 @@ setup: $(BIN)/.installed ## make .venv with the pinned environment and the utils
 course: setup ## execute every notebook in order on the default store into $(COURSE_OUTPUT) (COURSE_LANGUAGE=zh_CN: 中文版)
 	$(BIN)/python -m tools.batch run --notebooks-dir $(NOTEBOOKS) --output "$(COURSE_OUTPUT)" $(if $(COURSE_PARAMS),--params "$(COURSE_PARAMS)")
 
-test: setup ## the unit tests, and every notebook once under nbval (under 5 min on 2 cores)
+test: setup ## the unit tests, and every notebook once under nbval (about 7 min on 2 cores)
 	$(BIN)/python -m pytest -m "not full" $(PYTEST_WORKERS)
 
 test-unit: setup ## the unit tests alone, without the notebooks (about a minute)

@@ -113,9 +113,15 @@ def test_the_course_answers_in_chinese(monkeypatch):
     assert verdict.line.startswith("不正确（Incorrect）：") and CJK.search(verdict.message), verdict.line
     with pytest.raises(CourseError, match=CJK.pattern):
         validate_parameters(train_size=-1)
+    # A notebook's own CourseError (notebook 08's `run_id_of`): its message in Chinese, the
+    # script's output below it as printed.
+    assert str(CourseError("The script printed no run_id; its last lines:", "Traceback")) == \
+        "脚本没有打印 run_id；它输出的最后几行是：\nTraceback"
     monkeypatch.setenv("COURSE_LANGUAGE", "en")
     with pytest.raises(CourseError, match="train_size must be"):
         validate_parameters(train_size=-1)
+    assert str(CourseError("The script printed no run_id; its last lines:")) == \
+        "The script printed no run_id; its last lines:"
 
 
 def test_the_chinese_readme_gives_the_same_two_commands():

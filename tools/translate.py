@@ -93,15 +93,31 @@ def document_blocks(text: str) -> list[tuple[str, bool]]:
     return blocks
 
 
+def _marked(tree: ast.AST, names: tuple[str, ...]):
+    """``(text, line)`` of each call of one of ``names`` whose first argument is a string."""
+    for node in ast.walk(tree):
+        function = getattr(node, "func", None)
+        name = getattr(function, "id", None) or getattr(function, "attr", None)
+        if (isinstance(node, ast.Call) and name in names and node.args
+                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            yield node.args[0].value, node.lineno
+
+
 def package_messages() -> dict[str, list[str]]:
-    """Every message marked ``_("...")`` or ``N_("...")`` in ``utils``: ``{msgid: [file:line]}``."""
+    """Every message marked ``_("...")`` or ``N_("...")`` in ``utils``, and the message of
+    each ``CourseError("...")`` a notebook raises itself: ``{msgid: [file:line]}``."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
     found: dict[str, list[str]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id in ("_", "N_") and node.args
-                    and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-                found.setdefault(node.args[0].value, []).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+        for text, line in _marked(ast.parse(path.read_text(encoding="utf-8")), ("_", "N_")):
+            found.setdefault(text, []).append(f"{path.relative_to(ROOT)}:{line}")
+    magics = TransformerManager()  # `!` and `%` lines to Python, as IPython runs them
+    for notebook in course_notebooks():
+        cells = nbformat.read(notebook, as_version=4).cells
+        for cell in (cell for cell in cells if cell.cell_type == "code"):
+            for text, _line in _marked(ast.parse(magics.transform_cell(cell.source)), ("CourseError",)):
+                found.setdefault(text, []).append(f"{notebook.relative_to(ROOT)}#{cell.id}")
     return found
 
 
