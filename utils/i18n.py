@@ -16,8 +16,6 @@ import gettext as stdlib_gettext
 import os
 from pathlib import Path
 
-from utils.errors import CourseError
-
 #: Set by :func:`use_language`; the processes a notebook starts (workers, servers) inherit it.
 LANGUAGE_ENV = "COURSE_LANGUAGE"
 LANGUAGES = ("en", "zh_CN")
@@ -35,7 +33,7 @@ def use_language(chosen: str) -> str:
     """Make the course's messages speak ``chosen`` ("en" or "zh_CN") in this process and in
     the processes it starts; return it."""
     if chosen not in LANGUAGES:
-        raise CourseError(f"language={chosen!r} is not one of the course's languages: use \"en\" "
+        raise ValueError(f"language={chosen!r} is not one of the course's languages: use \"en\" "
                           f"(English) or \"zh_CN\" (简体中文).")
     os.environ[LANGUAGE_ENV] = chosen
     return chosen
