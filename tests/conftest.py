@@ -69,13 +69,15 @@ def databricks_env(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def notebook03_default(tmp_path_factory) -> ExecutedRun:
-    """Notebook 03 at its defaults, as a reader runs it, in a new workspace."""
+    """Notebook 03 at its defaults, as a reader runs it, in a new workspace: the Chinese
+    edition's (notebooks/zh/), whose code is the English one's: its reader's run at the
+    defaults (tests/test_notebook03.py reads it)."""
     from tests.notebook_runner import run_notebook
     from utils import training
 
     workspace = tmp_path_factory.mktemp("nb03-ws")
     out = tmp_path_factory.mktemp("nb03-out")
-    notebook = run_notebook(training.TRAINING_NOTEBOOK, out, workspace)
+    notebook = run_notebook(training.TRAINING_NOTEBOOK, out, workspace, chinese=True)
     executed = ExecutedRun(notebook=notebook, workspace=workspace, run=None)
     client = executed.client()
     experiment = client.get_experiment_by_name(training.RunParameters.experiment_name)

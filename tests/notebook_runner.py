@@ -40,8 +40,8 @@ MOST_OUTPUTS = 25
 
 
 def executed_course() -> Path:
-    """Where ``make test-full`` wrote the executed Chinese edition: ``$COURSE_OUTPUT/zh``, or
-    build/executed/zh."""
+    """Where ``make test-full`` keeps the Chinese notebooks it runs at their defaults:
+    ``$COURSE_OUTPUT/zh``, or build/executed/zh."""
     configured = os.environ.get("COURSE_OUTPUT", "").strip()
     path = Path(configured) if configured else repo_root() / "build" / "executed"
     return (path if path.is_absolute() else repo_root() / path) / "zh"
@@ -123,10 +123,45 @@ def separate_server(path: Path, proxied: bool = False) -> TrackingServer:
                           extra_args=["--artifacts-destination", str(workspace.artifacts_dir)])
 
 
-def run_notebook(name: str, output_dir: Path, workspace: Path, **parameters):
+def run_notebook(name: str, output_dir: Path, workspace: Path, *, chinese: bool = False, **parameters):
     """Execute ``notebooks/<name>`` in ``workspace`` only, whatever this process points at;
-    return the executed notebook (also kept in ``output_dir``, even when a cell fails)."""
+    return the executed notebook, also kept (even when a cell fails) in ``output_dir``, or
+    with ``chinese`` (its twin in notebooks/zh/) in :func:`executed_course`, to read."""
+    if chinese:
+        return execute(TWINS / name, executed_course() / name, parameters, env=course_env(workspace))
     return execute(NOTEBOOKS / name, output_dir / name, parameters, env=course_env(workspace))
+
+
+def reading_problems(executed_path: Path, workspace: Path) -> list[str]:
+    """What a reader of the executed notebook at ``executed_path`` would have to read past
+    (:data:`NOISE`), or must never see: a secret this machine knows of (DATABRICKS_TOKEN,
+    MLflow/PostgreSQL passwords in the environment, the admin password of the course
+    server in ``workspace``; tests/test_secrets_scan.py)."""
+    import nbformat
+
+    from tools import scan_secrets
+
+    known = scan_secrets.known_secrets(workspace=Workspace(workspace))
+    return (noise_in(nbformat.read(executed_path, as_version=4).cells)
+            + [str(finding) for finding in scan_secrets.scan_files([executed_path], known)])
+
+
+def chinese_reading_problems(name: str, notebook, workspace: Path) -> list[str]:
+    """:func:`reading_problems` of the Chinese notebook ``name`` run at its defaults by
+    :func:`run_notebook`, and each of its (at least two) exercise checks that does not say
+    ``Not attempted`` in Chinese."""
+    import re
+
+    problems = reading_problems(executed_course() / name, workspace)
+    checks = [cell for cell in notebook.cells
+              if cell.cell_type == "code" and re.search(r"\bex\d\d\.q\d+\.check\(\)", cell.source)]
+    if len(checks) < 2:
+        problems.append(f"{len(checks)} exercise checks, not at least 2")
+    for cell in checks:
+        printed = "".join(output.get("text", "") for output in cell.outputs if output.get("name") == "stdout")
+        if not printed.startswith(verdict_prefix("Not attempted", "zh_CN")):
+            problems.append(f"an untouched check printed {printed[:80]!r}")
+    return problems
 
 
 def servers_of(workspace, models: bool = False) -> list[str]:

@@ -4,7 +4,8 @@ they promise (issue 17).
 Fast tier: each notebook has at least two cells tagged ``exercise``, each followed by the
 check of an existing exercise whose answer variables the cell sets to ``...``. Full tier: the
 solved copy of each notebook (``python -m tools.exercises solve``) prints ``Correct`` at every
-check; the copy with the typical mistakes ``Incorrect``, with a message of the exercise's own.
+check; the copy with the typical mistakes ``Incorrect``, with a message of the exercise's own;
+and neither shows noise or a secret.
 Every copy is made from the Chinese edition (notebooks/zh/), so that every check answers in
 Chinese once. Notebooks 01, 02 and 06, and 08's solved copy, run here; the others where their
 trainings run anyway: 03, 04 and 05 on a team's server (tests/test_team_server.py: solved on
@@ -17,7 +18,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from tests.notebook_runner import TWINS, course_env, execute, exercise_verdict_problems
+from tests.notebook_runner import TWINS, course_env, execute, exercise_verdict_problems, reading_problems
 from tools import exercises as tool
 from tools.batch import course_notebooks, load_params_file
 from utils.errors import CourseError
@@ -95,3 +96,4 @@ def test_the_filled_in_notebook_gets_its_verdict_at_every_check(tmp_path, path, 
     expected = INCORRECT if copy == "wrong" else CORRECT
     assert exercise_verdict_problems(twin, executed, copy == "wrong") == [], (
         f"every check must say {expected} (with its own message)")
+    assert reading_problems(tmp_path / "executed" / path.name, tmp_path / "workspace") == []

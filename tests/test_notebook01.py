@@ -6,19 +6,20 @@ import shlex
 import mlflow
 import pytest
 
-from tests.notebook_runner import (NOTEBOOKS, cell_text, course_env, execute, noise_in, run_notebook,
-                                   separate_server, servers_of)
+from tests.notebook_runner import (NOTEBOOKS, cell_text, chinese_reading_problems, course_env, execute, noise_in,
+                                   run_notebook, separate_server, servers_of)
 
 pytestmark = pytest.mark.full
 NAME = "01_local_setup.ipynb"
 
 
 def test_fresh_workspace_then_again_with_a_remote_uri_set(tmp_path):
-    """The first run in a fresh workspace; the second with MLFLOW_TRACKING_URI naming another
-    server, which the notebook leaves alone: it works on the same local workspace again."""
+    """The first run in a fresh workspace, of the Chinese edition (its code is the English
+    one's); the second, in English, with MLFLOW_TRACKING_URI naming another server, which the
+    notebook leaves alone: it works on the same local workspace again."""
     workspace = tmp_path / "ws"
     with separate_server(tmp_path / "remote") as remote:
-        first = run_notebook(NAME, tmp_path / "first", workspace, port=0)
+        first = run_notebook(NAME, tmp_path / "first", workspace, port=0, chinese=True)
         second = execute(NOTEBOOKS / NAME, tmp_path / "second" / NAME, {"port": 0},
                          env=course_env(workspace, MLFLOW_TRACKING_URI=remote.url))
         others = mlflow.MlflowClient(remote.url)
@@ -32,7 +33,8 @@ def test_fresh_workspace_then_again_with_a_remote_uri_set(tmp_path):
         assert "mlflow, version 3." in cell_text(notebook, "mlflow --version")
         assert f"tracking URI: sqlite:///{workspace}/mlflow.db" in cell_text(notebook, "use_workspace")
         assert noise_in(notebook.cells) == []
-    assert "is left alone" not in cell_text(first, "use_workspace")
+    assert remote.url not in cell_text(first, "use_workspace")
+    assert chinese_reading_problems(NAME, first, workspace) == []
     # The `mlflow server` command it prints is its server's own; this workspace lies outside
     # the course folder, so its paths stay absolute.
     port = re.search(r"<TrackingServer http://127\.0\.0\.1:(\d+) running>",

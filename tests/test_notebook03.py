@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from tests.conftest import AGAIN
-from tests.notebook_runner import NOTEBOOKS, cell_text, output_text, run_notebook, servers_of
+from tests.notebook_runner import (NOTEBOOKS, cell_text, chinese_reading_problems, output_text, run_notebook,
+                                   servers_of)
 from utils import runs, training
 
 NAME = "03_first_autologged_run.ipynb"
@@ -132,6 +133,11 @@ def test_the_notebook_shows_what_it_promises(executed):
         assert re.match(r"\[\(3, [\d.]+\), \(7, ", cell_text(notebook, "get_metric_history(run.info.run_id, \"train_cross_entropy_step\")"))
         # Copies out of the local store show no download progress bars.
         assert "Downloading artifacts" not in output_text(notebook)
+
+
+@pytest.mark.full
+def test_the_chinese_edition_reads_well_at_its_defaults(notebook03_default):
+    assert chinese_reading_problems(NAME, notebook03_default.notebook, notebook03_default.workspace) == []
 
 
 @pytest.mark.full

@@ -12,8 +12,8 @@ import mlflow
 import pytest
 from mlflow.entities import ViewType
 
-from tests.notebook_runner import (NOTEBOOKS, cell_text, course_env, execute, noise_in, run_notebook,
-                                   separate_server, servers_of)
+from tests.notebook_runner import (NOTEBOOKS, cell_text, chinese_reading_problems, course_env, execute, noise_in,
+                                   run_notebook, separate_server, servers_of)
 
 pytestmark = pytest.mark.full
 NAME = "06_troubleshooting.ipynb"
@@ -24,7 +24,7 @@ def executed(tmp_path_factory):
     workspace = tmp_path_factory.mktemp("nb06-ws")
     out = tmp_path_factory.mktemp("nb06-out")
     with separate_server(tmp_path_factory.mktemp("nb06-remote") / "ws") as remote:
-        first = run_notebook(NAME, out / "first", workspace)
+        first = run_notebook(NAME, out / "first", workspace, chinese=True)  # its code is the English one's
         second = execute(NOTEBOOKS / NAME, out / "second" / NAME,
                          env=course_env(workspace, MLFLOW_TRACKING_URI=remote.url))
         others = mlflow.MlflowClient(remote.url)
@@ -130,13 +130,18 @@ def test_a_killed_run_is_found_and_closed(executed):
     assert [run.info.status for run in client.search_runs([your_turn.experiment_id])] == ["RUNNING", "RUNNING"]
 
 
+def port_of(refused: str) -> int:
+    return int(re.search(r"address \('127\.0\.0\.1', (\d+)\)", refused)[1])
+
+
 def test_a_port_in_use(executed):
     for notebook in executed[:2]:
         refused = cell_text(notebook, "busy_port = taken.getsockname()[1]")
         assert re.search(r"\[Errno 98\] error while attempting to bind on address .*: address already in use", refused)
         fixed = cell_text(notebook, "utils.start_server(port=busy_port)")
-        assert "CourseError: Port" in fixed and "already in use by another program" in fixed
+        assert "CourseError:" in fixed and str(port_of(refused)) in fixed
         assert re.search(r"started on a free port instead: <TrackingServer http://127\.0\.0\.1:\d+ running>", fixed)
+    assert "already in use by another program" in cell_text(executed[1], "utils.start_server(port=busy_port)")
 
 
 def test_the_host_header_and_cors_checks(executed):
@@ -168,6 +173,13 @@ def test_a_deleted_experiment_is_restored(executed):
     restore_me = client.get_experiment_by_name("troubleshooting-restore-me")
     assert restore_me.lifecycle_stage == "deleted"
     assert len(client.search_runs([restore_me.experiment_id], run_view_type=ViewType.ALL)) == 1
+
+
+def test_the_chinese_edition_reads_well_at_its_defaults(executed):
+    first, _, workspace = executed[:3]
+    assert chinese_reading_problems(NAME, first, workspace) == []
+    refused = cell_text(first, "busy_port = taken.getsockname()[1]")
+    assert f"端口 {port_of(refused)}" in cell_text(first, "utils.start_server(port=busy_port)")
 
 
 def test_no_server_is_left_running(executed):

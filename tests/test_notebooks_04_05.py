@@ -11,7 +11,7 @@ import re
 import mlflow
 import pytest
 
-from tests.notebook_runner import cell_text, run_notebook, servers_of
+from tests.notebook_runner import cell_text, chinese_reading_problems, run_notebook, servers_of
 from utils import runs, training
 
 pytestmark = pytest.mark.full
@@ -26,27 +26,25 @@ def _runs(workspace, experiment="dl_model_chapter02"):
     return client.search_runs([found.experiment_id]) if found else []
 
 
-OTHER_SIZE = 120  # the train_size of notebook 04's third execution
-
-
 def _is_rerun(run) -> bool:
     return training.RERUN_TAG in run.data.tags
 
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    """Notebook 04 twice at its defaults, once with train_size OTHER_SIZE, then notebook 05
-    twice, in one fresh workspace. ``runs_after_<key>``: the run ids of the experiment then."""
+    """Notebook 04 twice at its defaults (first the Chinese edition's, whose code is the
+    English one's), then notebook 05 twice, in one fresh workspace. ``runs_after_<key>``: the
+    run ids of the experiment then. (Another train_size trains new comparison runs:
+    tests/test_run_record.py's find_run.)"""
     root = tmp_path_factory.mktemp("nb0405")
     workspace = root / "ws"
     results = {}
     plan = [("04a", NB04, {}), ("04b", NB04, {}),
-            ("04c", NB04, {"train_size": OTHER_SIZE}),
             ("05a", NB05, {}), ("05b", NB05, {})]
     for key, name, params in plan:
         out = root / key
         out.mkdir()
-        results[key] = run_notebook(name, out, workspace, **params)
+        results[key] = run_notebook(name, out, workspace, chinese=key == "04a", **params)
         runs = _runs(workspace)
         results[f"runs_after_{key}"] = {r.info.run_id for r in runs}
         if key == "04a":
@@ -151,7 +149,7 @@ def _new_runs(executed, key, before):
 def test_04_trains_a_run_again_from_its_record_to_the_same_metrics(executed):
     runs = {r.info.run_id: r for r in _runs(executed["workspace"])}
     reruns = [r for r in runs.values() if _is_rerun(r)]
-    assert len(reruns) == 3  # one per execution of notebook 04
+    assert len(reruns) == 2  # one per execution of notebook 04
     for again in reruns:
         original = runs[again.data.tags[training.RERUN_TAG]]
         assert again.info.run_name == original.info.run_name
@@ -171,18 +169,6 @@ def test_04_second_run_trains_no_comparison_run_and_stops_its_server(executed):
     assert _is_rerun(new) and new.data.tags[training.RERUN_TAG] in executed["runs_after_04a"]
     assert "stopped>" in cell_text(again, "server.stop()")
     assert servers_of(executed["workspace"]) == []
-
-
-def test_04_with_another_train_size_trains_new_comparison_runs(executed):
-    assert re.search(rf"training 'lr=0\.0003' \({OTHER_SIZE}/50/50 reviews", cell_text(executed["04c"], "utils.ensure_run("))
-    new = _new_runs(executed, "04c", "04b")
-    compared = [r for r in new if not _is_rerun(r)]
-    assert sorted(r.info.run_name for r in compared) == ["lr=0.0003", "lr=0.03"]
-    assert {r.data.params["train_size"] for r in compared} == {str(OTHER_SIZE)}
-    assert len(new) == 3  # and the run trained again from its record
-    header, rows = _first_block(cell_text(executed["04c"], "order_by="))
-    column = header.index("params.train_size") + 1  # + 1: each row starts with its index
-    assert len(rows) == 2 and {row[column] for row in rows} == {str(OTHER_SIZE)}
 
 
 def test_05_shows_both_stores_and_the_logged_model(executed):
@@ -276,7 +262,7 @@ def test_05_reuses_notebook_04s_run_as_the_exercises_second_candidate(executed):
     for key in ("05a", "05b"):
         made = cell_text(executed[key], 'run_name="lr=0.0003"')
         assert "training" not in made and re.search(r"^\d+ finished runs in dl_model_chapter02$", made, re.M)
-    assert executed["runs_after_05b"] == executed["runs_after_04c"]  # 05 trained no run
+    assert executed["runs_after_05b"] == executed["runs_after_04b"]  # 05 trained no run
 
 
 def test_05_serves_the_champion_over_rest_and_stops_it(executed):
@@ -284,13 +270,19 @@ def test_05_serves_the_champion_over_rest_and_stops_it(executed):
         _check_serving(executed[key], executed["workspace"])
 
 
+def test_04_chinese_edition_reads_well_at_its_defaults(executed):
+    assert chinese_reading_problems(NB04, executed["04a"], executed["workspace"]) == []
+
+
 def test_05_on_its_own_in_an_empty_workspace_trains_the_run_it_needs(tmp_path):
+    """The Chinese edition's 05 (its code is the English one's), as its reader opens it first."""
     workspace = tmp_path / "ws"
-    notebook = run_notebook(NB05, tmp_path / "out", workspace)
-    assert "training 'chapter02'" in cell_text(notebook, "utils.ensure_example_run(")
+    notebook = run_notebook(NB05, tmp_path / "out", workspace, chinese=True)
+    assert chinese_reading_problems(NB05, notebook, workspace) == []
+    assert "现在训练 'chapter02'" in cell_text(notebook, "utils.ensure_example_run(")
     # A second run, so that exercise 05.1 has a best run to find.
     second = cell_text(notebook, 'run_name="lr=0.0003"')
-    assert "training 'lr=0.0003'" in second and "2 finished runs in dl_model_chapter02" in second
+    assert "现在训练 'lr=0.0003'" in second and "2 finished runs in dl_model_chapter02" in second
     assert "imdb-sentiment-classifier version 1:" in cell_text(notebook, "mlflow.register_model(")
     _check_serving(notebook, workspace)
     client, versions = _registered(workspace)

@@ -1,6 +1,7 @@
 """The secret scanner: `scan_secrets.find_secrets` looks for Databricks-token-shaped strings,
 passwords inside URIs, HTTP basic-auth headers and known secrets. Notebook 02's test runs it on
-notebook 02's output, tests/test_executed_course.py on whatever `make course` executed."""
+notebook 02's output, tests/notebook_runner.py's `reading_problems` on the notebooks the full tier
+runs at their defaults and filled in."""
 
 import json
 import sqlite3

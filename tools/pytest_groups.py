@@ -23,13 +23,12 @@ NOTEBOOK03_DEFAULT_USERS = {"test_notebook03.py", "test_sentiment_model.py", "te
 # Test files whose module fixture is parametrized: one group per value (each fixture runs
 # once), the value read from the test's id.
 SPLIT_BY_PARAMETER = {"test_team_server.py": re.compile(r"\[(open|basic-auth)\]"),
-                      "test_exercises_course.py": re.compile(r"\[(\d\d)_\w+\.ipynb"),
-                      "test_executed_course.py": re.compile(r"\[(\d\d)_\w+\.ipynb")}
+                      "test_exercises_course.py": re.compile(r"\[(\d\d)_\w+\.ipynb")}
 # The longest groups first (measured: the full tier's slowest), so that the workers finish
 # together; the others follow in collection order.
-LONGEST_FIRST = ["test_team_server.py[basic-auth]", "test_notebooks_04_05.py", "notebook03-default",
-                 "test_batch.py", "test_notebook07.py", "test_notebook06.py", "test_team_server.py[open]",
-                 "notebooks-03-04-05", "notebooks-01-02-06"]
+LONGEST_FIRST = ["test_team_server.py[basic-auth]", "test_notebooks_04_05.py", "test_notebook07.py",
+                 "test_exercises_course.py[08]", "notebook03-default", "test_batch.py", "test_notebook06.py",
+                 "test_team_server.py[open]", "test_project.py", "notebooks-03-04-05", "notebooks-01-02-06"]
 
 
 def group_of(nodeid: str) -> str:
