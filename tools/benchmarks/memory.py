@@ -160,6 +160,11 @@ class Cgroups:
                     time.sleep(0.2)
 
 
+# The scripts the notebooks start, by the notebook that starts them.
+SCRIPTS = {"train.py": "notebook 04's demo or 08's project", "search_worker.py": "notebook 07's second worker",
+           "search.py": "notebook 08's project", "evaluate.py": "notebook 08's project"}
+
+
 def role(command: str) -> str:
     """What a process of the course is, from its command line."""
     if "ipykernel" in command:
@@ -179,8 +184,9 @@ def role(command: str) -> str:
         return "JupyterLab"
     if "/mlflow " in command or "-m mlflow " in command:
         return "mlflow command line (a notebook's ! cell)"
-    if "train.py" in command:
-        return "python train.py (notebook 04)"
+    script = next((word.rsplit("/", 1)[-1] for word in command.split() if word.endswith(".py")), "")
+    if script in SCRIPTS:
+        return f"python {script} ({SCRIPTS[script]})"
     words = [word.rsplit("/", 1)[-1] for word in command.split()[:3]]
     return f"other: {' '.join(words)[:40]}"
 
